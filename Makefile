@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make demo` renders the demo manifests, `make test` runs the tests.
+# Both create (or reuse) .venv, install torch first (the CPU build on a CPU-only Linux machine, so no GBs of
+# CUDA packages), then voicebatch with its extras.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+EXTRAS ?= test,piper
+OUT ?= outputs
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/voicebatch render manifests/demo-dialogue.yaml manifests/demo-audiobook.yaml --out $(OUT)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(OUT)/* build *.egg-info .pytest_cache
+
+.PHONY: install demo test clean

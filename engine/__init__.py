@@ -1,0 +1,14 @@
+"""Speech engines behind one small interface. No Prefect and no database in here."""
+import os
+
+# Must be set before torch is imported anywhere in the process: ops MPS lacks then run on the CPU.
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+from engine.base import DecodingParams, Engine, EngineInfo, RenderRequest, VoicePrompt  # noqa: E402
+from engine.errors import EngineError, VoicebatchError  # noqa: E402
+from engine.registry import available_engines, engine_class  # noqa: E402
+
+__all__ = [
+    "DecodingParams", "Engine", "EngineInfo", "RenderRequest", "VoicePrompt",
+    "EngineError", "VoicebatchError", "available_engines", "engine_class",
+]

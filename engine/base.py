@@ -1,0 +1,114 @@
+"""The engine interface: one abstract render method, capability attributes and a nested Options model."""
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+SAMPLE_RATE = 24_000  # Hz; every engine returns mono float32 at this rate
+
+
+class DecodingParams(BaseModel):
+    """Decoding settings of one render. Frozen and hashable: part of the grouping key and the cache key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.7, gt=0, le=5, description="Sampling temperature, > 0.")
+    top_k: int = Field(50, ge=1, le=100_000, description="Keep the k most likely tokens, >= 1.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass, in (0, 1].")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed; same seed and inputs give the same audio.")
+    max_new_tokens: int = Field(2048, ge=1, le=100_000, description="Upper bound on generated audio frames.")
+    ras_win_len: int = Field(7, ge=0, le=100, description="Repetition-aware sampling window (0 turns it off).")
+
+    def honoured(self, names: frozenset[str]) -> dict[str, Any]:
+        """The settings an engine honours: only these may enter its cache key."""
+        return {k: v for k, v in self.model_dump().items() if k in names}
+
+
+@dataclass(frozen=True)
+class VoicePrompt:
+    """What an engine needs of a voice: its staged reference, transcript and this engine's options."""
+
+    voice_id: str
+    content_hash: str
+    reference: Path | None = None
+    transcript: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One chunk of text to speak with a voice and decoding settings."""
+
+    text: str
+    voice: VoicePrompt
+    params: DecodingParams
+    key: str = ""
+
+
+@dataclass
+class EngineInfo:
+    """What provenance records about the engine that made a take."""
+
+    engine: str
+    model: str
+    revision: str | None
+    device: str
+    dtype: str
+    code_version: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """A loaded speech engine. Engines render and describe themselves; they never write to the database."""
+
+    id: ClassVar[str]
+    code_version: ClassVar[str] = "1"  # bump when a code change alters the sound: it is part of the cache key
+    honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
+    batches: ClassVar[bool] = False  # whether render() gains from many requests at once
+
+    class Options(BaseModel):
+        """Per-voice options for this engine (voice.yaml `engines.<id>`)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, device: str = "cpu", dtype: str = "auto") -> None:
+        self.device = device
+        self.dtype = dtype
+
+    def load(self) -> None:
+        """Load weights; called once per process by the warm pool."""
+
+    @abstractmethod
+    def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
+        """Speak each request; return one mono float32 array at SAMPLE_RATE per request, in order."""
+
+    @abstractmethod
+    def info(self) -> EngineInfo:
+        """Model, device, dtype and versions, for provenance."""
+
+    def effective_options(self, voice: VoicePrompt) -> dict[str, Any]:
+        """The options this engine will really use for a voice (after fallbacks): part of the cache key."""
+        return self.Options(**dict(voice.options)).model_dump()
+
+    def clear_caches(self) -> None:
+        """Release per-job buffers."""
+
+    def close(self) -> None:
+        """Free the model."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

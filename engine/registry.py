@@ -1,0 +1,27 @@
+"""Engines by name, imported lazily so a missing optional engine costs nothing until it is asked for."""
+from __future__ import annotations
+
+import importlib
+
+from engine.errors import EngineError
+
+_ENGINES = {
+    "hibari": ("engine.hibari", "HibariEngine", None),
+    "piper": ("engine.piper", "PiperEngine", "pip install 'voicebatch[piper]' (GPL-3.0 licensed)"),
+}
+
+
+def available_engines() -> list[str]:
+    return sorted(_ENGINES)
+
+
+def engine_class(name: str):
+    """The Engine subclass registered as `name`; EngineError when unknown or not installed."""
+    if name not in _ENGINES:
+        raise EngineError(f"unknown engine {name!r}; available engines: {', '.join(available_engines())}")
+    module, cls, hint = _ENGINES[name]
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        fix = f"; install it with: {hint}" if hint else ""
+        raise EngineError(f"engine {name!r} is not installed ({e.name or e}){fix}") from e

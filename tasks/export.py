@@ -1,0 +1,54 @@
+"""Export: a chapter's takes assembled into its WAV, chapters into the whole-book WAV, names made safe."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.assemble import Segment, assemble_book, assemble_chapter, measure
+from tasks.audio_io import read_mono, write_wav_atomic
+from tasks.plan import RenderJob
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    kind: str  # chapter or book
+    chapter: int | None
+    title: str
+    path: str
+    sha256: str
+    duration: float
+
+
+def slug(text: str, fallback: str) -> str:
+    """A file-name-safe, lowercase ASCII form of a title."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60].strip("-")
+    return cleaned or fallback
+
+
+def book_dir(output_dir: Path, title: str) -> Path:
+    return output_dir / slug(title, "book")
+
+
+def chapter_path(output_dir: Path, book_title: str, index: int, title: str) -> Path:
+    return book_dir(output_dir, book_title) / f"{index + 1:02d}-{slug(title, 'chapter')}.wav"
+
+
+def export_chapter(jobs: list[RenderJob], take_paths: dict[str, str], path: Path, index: int, title: str,
+                   speaker_pause: float, chunk_pause: float) -> OutputFile:
+    """Assemble one chapter from its jobs' takes (in script order) and write it atomically."""
+    segments = []
+    for job in jobs:
+        audio, _ = read_mono(Path(take_paths[job.key]))
+        segments.append(Segment(audio, job.speaker, job.line, job.pause_after))
+    audio = assemble_chapter(segments, speaker_pause, chunk_pause)
+    digest = write_wav_atomic(path, audio)
+    return OutputFile("chapter", index, title, str(path), digest, measure(audio)["duration"])
+
+
+def export_book(chapters: list[OutputFile], path: Path, title: str) -> OutputFile:
+    audio = assemble_book([read_mono(Path(c.path))[0] for c in chapters])
+    digest = write_wav_atomic(path, audio)
+    return OutputFile("book", None, title, str(path), digest, measure(audio)["duration"])

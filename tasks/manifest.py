@@ -1,0 +1,206 @@
+"""The manifest schema (pydantic) and the reader that turns a YAML or JSON file into a validated Manifest.
+
+Every refusal is a ManifestError naming the file, the field path (`chapters[2].lines[5].speaker`, counted
+from 0), the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.base import DecodingParams
+from tasks.errors import ManifestError
+
+MAX_MANIFEST_BYTES = 20 * 1024 * 1024
+
+# Settings people bring from other TTS tools that Higgs Audio's generate refuses: say so, not just "unknown".
+UNSUPPORTED_SETTINGS = {
+    "repetition_penalty": "Higgs Audio's generate refuses repetition_penalty",
+    "min_p": "Higgs Audio's generate refuses min_p",
+    "typical_p": "Higgs Audio's generate refuses typical_p",
+    "no_repeat_ngram_size": "Higgs Audio's generate refuses no_repeat_ngram_size",
+    "num_beams": "beam search is not supported",
+}
+
+
+class ParamOverrides(BaseModel):
+    """Decoding settings that override the ones above them; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, gt=0, le=5)
+    top_k: int | None = Field(None, ge=1, le=100_000)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    max_new_tokens: int | None = Field(None, ge=1, le=100_000)
+    ras_win_len: int | None = Field(None, ge=0, le=100)
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in DecodingParams.model_fields if getattr(self, k) is not None}
+
+
+class Defaults(ParamOverrides):
+    speaker_pause_duration: float = Field(0.6, ge=0, le=30, description="Silence between different speakers, s.")
+    chunk_pause_duration: float = Field(0.3, ge=0, le=30, description="Silence between one speaker's chunks, s.")
+    chunk_words: int | None = Field(None, ge=5, le=400, description="Word budget per longform chunk.")
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text is empty; write the words to speak, or remove the line")
+    return text
+
+
+class SpeakerVoice(ParamOverrides):
+    """A speaker's voice asset and its overrides; a bare string in the manifest means `{voice: ID}`."""
+
+    voice: str = Field(min_length=1)
+    engine: str | None = None
+
+
+class Line(ParamOverrides):
+    speaker: str = Field(min_length=1)
+    text: str
+    pause_after: float | None = Field(None, ge=0, le=30)
+
+    _text = field_validator("text")(_non_empty)
+
+
+class Chapter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=500)
+    text: str | None = None
+    speaker: str | None = Field(None, description="Who reads `text`; default: the first speaker in `voices`.")
+    lines: list[Line] | None = Field(None, min_length=1)
+    script: str | None = Field(None, min_length=1, description="Path to a `[Speaker] text` file, relative to the manifest.")
+
+    _text = field_validator("text")(lambda v: v if v is None else _non_empty(v))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Chapter":
+        given = [k for k in ("text", "lines", "script") if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = ", ".join(given) if given else "none of them"
+            raise ValueError(f"a chapter needs exactly one of text, lines or script (got {got})")
+        return self
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=500)
+    author: str | None = Field(None, max_length=500)
+    scene: str | None = Field(None, max_length=5000, description="Scene description for engines that take one.")
+    engine: str | None = Field(None, description="Engine for every voice of this manifest.")
+    defaults: Defaults = Field(default_factory=Defaults)
+    voices: dict[str, SpeakerVoice] = Field(min_length=1)
+    chapters: list[Chapter] = Field(min_length=1)
+
+    @field_validator("voices", mode="before")
+    @classmethod
+    def _bare_voice_ids(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"voice": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+def field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at `loc`, to list the keys allowed there."""
+    current: Any = Manifest
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = _strip_optional(current.model_fields[part].annotation)
+        if typing.get_origin(current) in (list, dict):
+            if not parts:
+                return None
+            parts.pop(0)  # the list index or the mapping key
+            current = _strip_optional(typing.get_args(current)[-1])
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _shorten(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_validation_error(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = field_path(loc)
+        if e["type"] == "extra_forbidden":
+            key = loc[-1]
+            model = _model_at(loc[:-1])
+            allowed = ", ".join(model.model_fields) if model else "see the README"
+            why = f"; {UNSUPPORTED_SETTINGS[key]}" if key in UNSUPPORTED_SETTINGS else ""
+            problems.append(f"{where}: unknown key {key!r}{why}; allowed here: {allowed}")
+        elif e["type"] == "missing":
+            problems.append(f"{where}: required field is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg} (got {_shorten(e.get('input'))})")
+    return problems
+
+
+def read_document(path: Path) -> Any:
+    """Parse a YAML or JSON file safely; ManifestError when it cannot be read or parsed."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ManifestError(path, [f"cannot read the file ({e.strerror}); check the path"]) from None
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(path, [f"file is {size} bytes; manifests are limited to {MAX_MANIFEST_BYTES} bytes"])
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(path, [f"not valid UTF-8 at byte {e.start}; save the file as UTF-8"]) from None
+    except OSError as e:
+        raise ManifestError(path, [f"cannot read the file ({e.strerror})"]) from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ManifestError(path, [f"line {e.lineno}, column {e.colno}: malformed JSON: {e.msg}"]) from None
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise ManifestError(path, [f"unknown manifest type {path.suffix!r}; use .yaml, .yml or .json"])
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ManifestError(path, [f"{where}malformed YAML: {problem}"]) from None
+
+
+def parse_manifest(path: Path) -> Manifest:
+    """Read and validate the schema of one manifest file (cross-references are checked in ingest)."""
+    data = read_document(path)
+    if not isinstance(data, dict):
+        raise ManifestError(path, [f"(top level): expected a mapping with title, voices and chapters (got {type(data).__name__})"])
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        raise ManifestError(path, describe_validation_error(e)) from None

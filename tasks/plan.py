@@ -1,0 +1,126 @@
+"""Planning: a Script becomes RenderJobs (chunked, voices and parameters resolved, cache-keyed), grouped into
+RenderBatches of jobs an engine can render in one call. Pure functions; the engine facts come in as data."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.base import DecodingParams
+from tasks.chunking import chunk_text, normalise_text
+from tasks.ingest import Script, ScriptLine
+from tasks.voices import Voice
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What planning needs to know about an engine: identity for the cache key, and what it honours."""
+
+    name: str
+    model: str
+    revision: str | None
+    code_version: str
+    honours: frozenset[str]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # voice id -> effective options
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    chapter: int
+    line: int
+    chunk: int
+    speaker: str
+    voice_id: str
+    engine: str
+    text: str
+    params: DecodingParams
+    pause_after: float | None  # set on the last chunk of a line only
+    source: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RenderBatch:
+    index: int
+    engine: str
+    voice_id: str
+    params: DecodingParams
+    jobs: tuple[RenderJob, ...]
+
+    @property
+    def name(self) -> str:
+        first = self.jobs[0]
+        return f"ch{first.chapter + 1}-line{first.line + 1}-{self.voice_id}-x{len(self.jobs)}"
+
+
+def resolve_params(script: Script, speaker: str, line: ScriptLine) -> DecodingParams:
+    """Built-in defaults < manifest defaults < voice asset defaults < manifest speaker overrides < line."""
+    manifest = script.manifest
+    merged: dict[str, Any] = {}
+    merged.update(manifest.defaults.overrides())
+    merged.update(script.voices[speaker].defaults)
+    merged.update(manifest.voices[speaker].overrides())
+    merged.update(line.overrides)
+    return DecodingParams(**merged)
+
+
+def choose_engine(requested: str | None, manifest_engine: str | None, voice: Voice, default: str) -> str:
+    """The run's --engine beats the manifest's engine, which beats the voice's preference and the default."""
+    return requested or manifest_engine or voice.engine or default
+
+
+def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts) -> str:
+    """sha256 over everything that changes the sound, and nothing else (settings the engine ignores are out;
+    the line's position is out, so inserting a line leaves the others' keys alone)."""
+    material = {
+        "text": text,
+        "voice": voice.content_hash,
+        "transcript": normalise_text(voice.transcript or ""),
+        "params": params.honoured(facts.honours),
+        "engine": [facts.name, facts.model, facts.revision, facts.code_version],
+        "options": facts.options.get(voice.id, {}),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: dict[str, str],
+              chunk_words: int) -> list[RenderJob]:
+    """Every chunk of every line, in script order, with its resolved parameters and cache key."""
+    budget = script.manifest.defaults.chunk_words or chunk_words
+    jobs = []
+    for chapter in script.chapters:
+        for line_index, line in enumerate(chapter.lines):
+            voice = script.voices[line.speaker]
+            facts = engines[speaker_engine[line.speaker]]
+            params = resolve_params(script, line.speaker, line)
+            texts = chunk_text(line.text, budget) if chapter.prose else [normalise_text(line.text)]
+            for chunk_index, text in enumerate(texts):
+                last = chunk_index == len(texts) - 1
+                jobs.append(RenderJob(
+                    chapter=chapter.index, line=line_index, chunk=chunk_index, speaker=line.speaker,
+                    voice_id=voice.id, engine=facts.name, text=text, params=params,
+                    pause_after=line.pause_after if last else None, source=line.source,
+                    key=cache_key(text, voice, params, facts)))
+    return jobs
+
+
+def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_size: int) -> list[RenderBatch]:
+    """Jobs sharing (engine, voice, honoured parameters) go together, at most `batch_size` per batch,
+    each key rendered once; batches keep the script order of their first job."""
+    groups: dict[tuple, list[RenderJob]] = {}
+    seen: set[str] = set()
+    for job in jobs:
+        if job.key in seen:
+            continue  # the same words in the same voice and settings: one take serves every place
+        seen.add(job.key)
+        honoured = json.dumps(job.params.honoured(engines[job.engine].honours), sort_keys=True)
+        groups.setdefault((job.engine, job.voice_id, honoured), []).append(job)
+    batches = []
+    for members in groups.values():
+        for start in range(0, len(members), batch_size):
+            part = tuple(members[start:start + batch_size])
+            batches.append((part[0].chapter, part[0].line, part[0].chunk, part))
+    batches.sort(key=lambda b: b[:3])
+    return [RenderBatch(i, part[0].engine, part[0].voice_id, part[0].params, part)
+            for i, (_, _, _, part) in enumerate(batches)]

@@ -1,0 +1,221 @@
+"""Provenance in DuckDB: which model, seed, voice and parameters made every take and file.
+
+The schema grows by migrations: plain functions in order, each applied with its record in one transaction.
+DuckDB lets one process open a file read-write; a second one gets a lock error at once, so connections
+here are short and retried with backoff instead of failing.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from engine.errors import VoicebatchError
+
+LOCK_WAIT_SECONDS = 120.0
+
+
+class ProvenanceError(VoicebatchError):
+    """The provenance database cannot be opened or written."""
+
+
+def _m001_runs_and_renders(con) -> None:
+    con.execute("""
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            flow_run_id VARCHAR,
+            manifest_path VARCHAR NOT NULL,
+            manifest_sha256 VARCHAR NOT NULL,
+            title VARCHAR,
+            engines VARCHAR,            -- JSON: engine name -> {model, revision, device, dtype, code_version}
+            device VARCHAR,
+            dtype VARCHAR,
+            versions VARCHAR,           -- JSON: package -> version
+            load_seconds DOUBLE,
+            output_dir VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            ended_at TIMESTAMP,
+            status VARCHAR NOT NULL,    -- running, completed, failed
+            error VARCHAR,
+            takes_rendered INTEGER,
+            audio_seconds DOUBLE,
+            wall_seconds DOUBLE
+        )""")
+    con.execute("""
+        CREATE TABLE renders (
+            run_id VARCHAR NOT NULL,
+            chapter INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            chunk INTEGER NOT NULL,
+            source VARCHAR,
+            speaker VARCHAR NOT NULL,
+            voice_id VARCHAR NOT NULL,
+            voice_sha256 VARCHAR,
+            engine VARCHAR NOT NULL,
+            model VARCHAR,
+            revision VARCHAR,
+            device VARCHAR,
+            dtype VARCHAR,
+            engine_options VARCHAR,     -- JSON, after fallbacks
+            text VARCHAR NOT NULL,
+            params VARCHAR NOT NULL,    -- JSON: the resolved decoding parameters
+            seed BIGINT,
+            batch INTEGER,
+            cache_key VARCHAR NOT NULL,
+            take_path VARCHAR,
+            take_sha256 VARCHAR,
+            duration DOUBLE,
+            render_seconds DOUBLE,
+            peak_dbfs DOUBLE,
+            rms_dbfs DOUBLE,
+            status VARCHAR NOT NULL,    -- rendered, failed
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        )""")
+    con.execute("""
+        CREATE TABLE outputs (
+            run_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,      -- chapter, book
+            chapter INTEGER,
+            title VARCHAR,
+            path VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            duration DOUBLE,
+            created_at TIMESTAMP NOT NULL
+        )""")
+
+
+# Append only; never rename or reorder an applied migration.
+MIGRATIONS: list[tuple[str, Callable]] = [
+    ("001_runs_and_renders", _m001_runs_and_renders),
+]
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err).lower()
+    return "lock" in text or "conflicting" in text
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> Iterator[Any]:
+    """A short-lived connection, migrated to the current schema; waits while another process holds the file."""
+    import duckdb
+
+    path = Path(path)
+    if read_only and not path.exists():
+        raise ProvenanceError(f"no provenance database at {path}; render a manifest first, or set VOICEBATCH_DB_PATH")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.Error as e:
+            if not _is_lock_error(e) or time.monotonic() > deadline:
+                raise ProvenanceError(f"cannot open the provenance database {path}: {e}. If another program holds "
+                                      "it open, close that program and run again") from None
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 1.0)
+    try:
+        if not read_only:
+            migrate(con, path)
+        else:
+            _check_version(con, path)
+        yield con
+    finally:
+        con.close()
+
+
+def _applied(con) -> list[str]:
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'").fetchone()[0]
+    if not exists:
+        return []
+    return [r[0] for r in con.execute("SELECT name FROM schema_version ORDER BY version").fetchall()]
+
+
+def _check_version(con, path: Path) -> None:
+    applied = _applied(con)
+    known = [name for name, _ in MIGRATIONS]
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise ProvenanceError(f"{path} was written by a newer voicebatch (schema migration {unknown[0]!r} is unknown "
+                              "here); upgrade voicebatch, or point VOICEBATCH_DB_PATH at another file")
+
+
+def migrate(con, path: Path) -> None:
+    """Apply every migration not yet applied, each in its own transaction with its record."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name VARCHAR UNIQUE, "
+                "applied_at TIMESTAMP)")
+    _check_version(con, path)
+    applied = set(_applied(con))
+    for version, (name, apply) in enumerate(MIGRATIONS, start=1):
+        if name in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            apply(con)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+def schema_version(con) -> int:
+    return len(_applied(con))
+
+
+def _column_arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    columns = list(rows[0])
+    return {c: np.array([r[c] for r in rows], dtype=object) for c in columns}
+
+
+def insert_rows(con, table: str, rows: list[dict[str, Any]]) -> None:
+    """Bulk insert by column name in one statement (no round trip per row)."""
+    if not rows:
+        return
+    data = _column_arrays(rows)  # noqa: F841  (read by DuckDB's replacement scan below)
+    columns = ", ".join(rows[0])
+    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM data")
+
+
+def start_run(db: Path, row: dict[str, Any]) -> None:
+    with connect(db) as con:
+        insert_rows(con, "runs", [row])
+
+
+def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dict[str, Any]],
+               outputs: list[dict[str, Any]]) -> None:
+    """Close a run: its render and output rows and its final status, all in one transaction."""
+    sets = ", ".join(f"{k} = ?" for k in updates)
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            insert_rows(con, "renders", renders)
+            insert_rows(con, "outputs", outputs)
+            con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*updates.values(), run_id])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+def recent_runs(db: Path, limit: int = 20) -> list[dict[str, Any]]:
+    with connect(db, read_only=True) as con:
+        cur = con.execute("""
+            SELECT run_id, started_at, status, title, manifest_path, device, takes_rendered, audio_seconds,
+                   wall_seconds, error
+            FROM runs ORDER BY started_at DESC LIMIT ?""", [limit])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,19 @@
+"""Thin Prefect wrappers around the pipeline's plain functions: names, retries, no input hashing.
+
+Inputs here are scripts, plans and paths; engines stay in the process-wide warm pool, never in a task's
+inputs. Results are not persisted: takes and outputs are files with their own content hashes.
+"""
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import export, ingest, render
+
+_plain = dict(cache_policy=NO_CACHE, persist_result=False)
+
+ingest_manifest = task(name="ingest", **_plain)(ingest.ingest)
+prepare_engines = task(name="warm engines", **_plain)(render.prepare_engines)
+render_batch = task(name="render", task_run_name="render {batch.name}", tags=["render-lane"], **_plain)(render.render_batch)
+export_chapter = task(name="assemble chapter", task_run_name="chapter: {title}", **_plain)(export.export_chapter)
+export_book = task(name="assemble book", **_plain)(export.export_book)

@@ -1,0 +1,82 @@
+"""The embedded engines render real speech, deterministically, behind the one interface."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from engine import DecodingParams, RenderRequest, VoicePrompt
+from engine.errors import EngineError
+from engine.pool import get_engine, render_lane
+from engine.registry import engine_class
+
+
+def request(text, seed=0, **options):
+    voice = VoicePrompt("v", "hash", options=tuple(sorted(options.items())))
+    return RenderRequest(text, voice, DecodingParams(seed=seed))
+
+
+def test_hibari_is_deterministic_per_seed_and_24k_speech():
+    engine = get_engine("hibari").engine
+    a, b, c = engine.render([request("The tide is coming in.", 1), request("The tide is coming in.", 1),
+                             request("The tide is coming in.", 2)])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.float32 and 0.8 < len(a) / 24_000 < 4.0
+    assert np.sqrt(np.mean(a**2)) > 0.01
+
+
+def test_warm_pool_loads_once_and_has_one_lane_per_device():
+    first = get_engine("hibari")
+    again = get_engine("hibari")
+    assert again.engine is first.engine and again.load_seconds == 0.0
+    assert render_lane("cpu") is render_lane("cpu") and render_lane("cpu") is not render_lane("cuda:0")
+
+
+def test_unavailable_hibari_voice_falls_back_to_the_bundled_one_with_a_warning(caplog, monkeypatch, tmp_path):
+    monkeypatch.setenv("HIBARI_HOME", str(tmp_path))  # an empty cache: fenrir must be downloaded, which fails offline
+    engine = engine_class("hibari")()
+    with caplog.at_level(logging.WARNING, logger="engine.hibari"):
+        options = engine.effective_options(request("x", voice="fenrir").voice)
+    assert options["voice"] == "heart"
+    assert "fenrir" in caplog.text and "bundled" in caplog.text
+
+
+def test_hibari_refuses_unknown_voices_and_options():
+    engine = get_engine("hibari").engine
+    with pytest.raises(EngineError, match="hibari has no voice 'nobody'"):
+        engine.effective_options(request("x", voice="nobody").voice)
+    with pytest.raises(Exception, match="pitch"):
+        engine.effective_options(request("x", pitch=2).voice)
+
+
+def test_piper_renders_a_different_voice_at_24k_and_ignores_seed():
+    piper = get_engine("piper").engine
+    hibari = get_engine("hibari").engine
+    p1, p2 = piper.render([request("The tide is coming in.", 1), request("The tide is coming in.", 2)])
+    np.testing.assert_array_equal(p1, p2)
+    assert "seed" not in piper.honours and "seed" in hibari.honours
+    h = hibari.render([request("The tide is coming in.", 1)])[0]
+
+    def pitch(x):
+        """Median F0 (Hz) of the voiced 40 ms frames, by normalised autocorrelation."""
+        frame, lo, hi = 960, 24_000 // 400, 24_000 // 60
+        frames = [x[i:i + frame].astype(np.float64) for i in range(0, len(x) - frame, 240)]
+        loud = max(np.sum(f**2) for f in frames)
+        f0 = []
+        for f in frames:
+            if np.sum(f**2) < 0.2 * loud:
+                continue
+            f = f - f.mean()
+            ac = np.correlate(f, f, "full")[frame - 1:] / np.sum(f**2)
+            lag = lo + int(np.argmax(ac[lo:hi]))
+            if ac[lag] > 0.5:
+                f0.append(24_000 / lag)
+        return float(np.median(f0))
+    assert pitch(p1) < pitch(h)  # Joe's voice sits lower than Ava's
+
+
+def test_unknown_engine_lists_the_known_ones():
+    with pytest.raises(EngineError, match="unknown engine 'nope'; available engines: hibari, piper"):
+        engine_class("nope")
