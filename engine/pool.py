@@ -20,21 +20,31 @@ class WarmEngine:
 
 
 _engines: dict[tuple[str, str, str], Engine] = {}
+_loaded: set[tuple[str, str, str]] = set()
 _lanes: dict[str, threading.Lock] = {}
 _pool_lock = threading.Lock()
 
 
-def get_engine(name: str, device: str = "cpu", dtype: str = "auto") -> WarmEngine:
-    """The loaded engine `name` for a device, loading it on first use."""
+def get_engine(name: str, device: str = "cpu", dtype: str = "auto") -> Engine:
+    """The process's engine `name` for a device, created on first use but not loaded: enough to describe it
+    and plan with it, with no weights read (a run whose takes are all cached never loads a model)."""
     key = (name, device, dtype)
     with _pool_lock:
-        engine = _engines.get(key)
-        if engine is not None:
+        if key not in _engines:
+            _engines[key] = engine_class(name)(device=device, dtype=dtype)
+        return _engines[key]
+
+
+def warm_engine(name: str, device: str = "cpu", dtype: str = "auto") -> WarmEngine:
+    """The loaded engine `name`, loading it on first use."""
+    engine = get_engine(name, device, dtype)
+    key = (name, device, dtype)
+    with _pool_lock:
+        if key in _loaded:
             return WarmEngine(engine, 0.0)
         start = time.perf_counter()
-        engine = engine_class(name)(device=device, dtype=dtype)
         engine.load()
-        _engines[key] = engine
+        _loaded.add(key)
         return WarmEngine(engine, time.perf_counter() - start)
 
 
@@ -49,3 +59,4 @@ def close_all() -> None:
         for engine in _engines.values():
             engine.close()
         _engines.clear()
+        _loaded.clear()

@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     db_path: Path | None = Field(None, description="Provenance database; default <output_dir>/provenance.duckdb.")
     voices_dir: Path = Field(Path("voices"), description="Voice assets, one folder per voice id.")
     chunk_words: int = Field(60, ge=5, le=400, description="Default word budget per longform chunk.")
+    batch_size: int = Field(16, ge=1, le=1024, description="Jobs per render batch (one Prefect task each).")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

@@ -1,23 +1,28 @@
-"""The `render-manifest` flow: ingest, plan, render on warm engines, assemble, export, record provenance."""
+"""The `render-manifest` flow: ingest, plan, reuse cached takes, render the rest on warm engines, assemble
+the chapters whose takes changed, export, record provenance and publish the run's report."""
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
+import soundfile as sf
 from prefect import flow, get_run_logger
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from engine.settings import get_settings
-from tasks import provenance, steps
-from tasks.export import book_dir, chapter_path
+from tasks import cache, provenance, report, run_record, steps
+from tasks.export import OutputFile, book_dir, chapter_path
 from tasks.plan import group_jobs, plan_jobs
 from tasks.render import Take
 
-BATCH_SIZE = 16  # jobs per render task: a task per line would cost more than the embedded engine's render
+ASSEMBLY_VERSION = "1"  # bump when assembly changes the sound of a chapter: it is in the chapter fingerprint
 
 
 @dataclass
@@ -27,6 +32,8 @@ class RunSummary:
     chapters: list[str]
     book: str
     takes_rendered: int
+    takes_reused: int
+    chapters_written: int
     audio_seconds: float
     load_seconds: float
     render_seconds: float
@@ -34,58 +41,81 @@ class RunSummary:
     database: str
 
 
-def _render_rows(run_id, jobs, takes: dict[str, Take], setup, now) -> list[dict]:
-    rows = []
-    for job in jobs:
-        take, info = takes[job.key], setup.infos[job.engine]
-        rows.append(dict(
-            run_id=run_id, chapter=job.chapter, line=job.line, chunk=job.chunk, source=job.source,
-            speaker=job.speaker, voice_id=job.voice_id, voice_sha256=setup.prompts[job.engine][job.voice_id].content_hash,
-            engine=job.engine, model=info.model, revision=info.revision, device=info.device, dtype=info.dtype,
-            engine_options=provenance.as_json(setup.facts[job.engine].options[job.voice_id]), text=job.text,
-            params=provenance.as_json(job.params.model_dump()), seed=job.params.seed, batch=take.batch,
-            cache_key=job.key, take_path=take.path, take_sha256=take.sha256, duration=take.duration,
-            render_seconds=take.render_seconds, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
-            status="rendered", error=None, created_at=now))
-    return rows
+def _chapter_fingerprints(script, jobs, takes: dict[str, Take]) -> dict[int, str]:
+    d = script.manifest.defaults
+    return {ch.index: cache.fingerprint({
+        "takes": [(j.key, takes[j.key].sha256, j.speaker, j.pause_after) for j in jobs if j.chapter == ch.index],
+        "pauses": [d.speaker_pause_duration, d.chunk_pause_duration], "assembly": ASSEMBLY_VERSION})
+        for ch in script.chapters}
+
+
+def _reused_output(kind: str, chapter: int | None, title: str, record: cache.CachedFile) -> OutputFile:
+    return OutputFile(kind, chapter, title, record.path, record.sha256, sf.info(record.path).duration)
 
 
 @flow(name="render-manifest", log_prints=True)
-def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None) -> RunSummary:
-    """Render a manifest into chapter and book WAVs, recording every take in the provenance database."""
+def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
+                    force: bool = False) -> RunSummary:
+    """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`)."""
     settings = get_settings()
     logger = get_run_logger()
     out = Path(output_dir) if output_dir else settings.output_dir
-    db = settings.db_path or out / "provenance.duckdb"
+    db, takes_dir = settings.db_path or out / "provenance.duckdb", out / "takes"
     started = time.perf_counter()
     run_id = str(flow_run.get_id() or uuid.uuid4())
 
     script = steps.ingest_manifest(Path(manifest), settings.voices_dir)
+    title = script.manifest.title
     provenance.start_run(db, dict(
         run_id=run_id, flow_run_id=flow_run.get_id(), manifest_path=str(Path(manifest).resolve()),
-        manifest_sha256=script.sha256, title=script.manifest.title, output_dir=str(out.resolve()),
-        started_at=datetime.now(), status="running",
+        manifest_sha256=script.sha256, title=title, output_dir=str(out.resolve()), started_at=datetime.now(),
+        status="running", host=socket.gethostname(), pid=os.getpid(), forced=force,
         versions=provenance.as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")})))
     try:
         setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
-        batches = group_jobs(jobs, setup.facts, BATCH_SIZE)
-        logger.info("%d chunks in %d render batches on %s", len(jobs), len(batches), ", ".join(setup.facts))
+        hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, [j.key for j in jobs])
+        cache.record_takes(db, adopted)
+        takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
+        batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
+        logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
+            len(b.jobs) for b in batches), sum(len(b.jobs) for b in batches), len(batches), ", ".join(setup.facts))
 
-        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], out / "takes", settings.device, settings.dtype)
+        load_seconds = steps.load_engines([b.engine for b in batches], settings.device, settings.dtype) if batches else 0.0
+        progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
+        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype)
                    for b in batches]
-        takes = {t.key: t for f in futures for t in f.result()}
-        take_paths = {k: t.path for k, t in takes.items()}
+        engine_of = {j.key: j.engine for j in jobs}
+        for future in as_completed(futures):
+            fresh = future.result()
+            now = datetime.now()
+            # Recorded as each batch lands, so a run killed later still reuses these takes.
+            cache.record_takes(db, [run_record.take_row(t, engine_of[t.key], run_id, cache.file_record(
+                Path(t.path), t.sha256), now) for t in fresh])
+            takes.update({t.key: t for t in fresh})
+            progress.advance(len(fresh))
+
+        fingerprints = _chapter_fingerprints(script, jobs, takes)
+        paths = {ch.index: chapter_path(out, title, ch.index, ch.title) for ch in script.chapters}
+        book_path = book_dir(out, title) / f"{book_dir(out, title).name}.wav"
+        book_fp = cache.fingerprint([fingerprints[ch.index] for ch in script.chapters])
+        wanted = {str(paths[i]): fp for i, fp in fingerprints.items()} | {str(book_path): book_fp}
+        reusable = {} if force else cache.reusable_outputs(db, wanted)
 
         defaults = script.manifest.defaults
-        chapter_futures = [
-            steps.export_chapter.submit([j for j in jobs if j.chapter == ch.index], take_paths,
-                                        chapter_path(out, script.manifest.title, ch.index, ch.title), ch.index, ch.title,
-                                        defaults.speaker_pause_duration, defaults.chunk_pause_duration)
-            for ch in script.chapters]
-        chapters = [f.result() for f in chapter_futures]
-        book_path = book_dir(out, script.manifest.title) / f"{book_dir(out, script.manifest.title).name}.wav"
-        book = steps.export_book(chapters, book_path, script.manifest.title)
+        chapter_futures = {ch.index: steps.export_chapter.submit(
+            [j for j in jobs if j.chapter == ch.index], {k: t.path for k, t in takes.items()}, paths[ch.index],
+            ch.index, ch.title, defaults.speaker_pause_duration, defaults.chunk_pause_duration)
+            for ch in script.chapters if str(paths[ch.index]) not in reusable}
+        chapters = [chapter_futures[ch.index].result() if ch.index in chapter_futures else
+                    _reused_output("chapter", ch.index, ch.title, reusable[str(paths[ch.index])])
+                    for ch in script.chapters]
+        reused_paths = {str(paths[ch.index]) for ch in script.chapters if ch.index not in chapter_futures}
+        if str(book_path) in reusable and not chapter_futures:
+            book = _reused_output("book", None, title, reusable[str(book_path)])
+            reused_paths.add(book.path)
+        else:
+            book = steps.export_book(chapters, book_path, title)
     except BaseException as e:
         provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
                                                ended_at=datetime.now(),
@@ -93,15 +123,20 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         raise
 
     now = datetime.now()
-    rows = _render_rows(run_id, jobs, takes, setup, now)
-    outputs = [dict(run_id=run_id, created_at=now, **asdict(o)) for o in [*chapters, book]]
+    rows = run_record.render_rows(run_id, jobs, takes, hits, setup, now)
+    outputs = [run_record.output_row(run_id, o, cache.file_record(Path(o.path), o.sha256),
+                                     wanted[o.path], o.path in reused_paths, now) for o in [*chapters, book]]
+    rendered = len(takes) - len(hits)
     wall = time.perf_counter() - started
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
-        status="completed", ended_at=now, takes_rendered=len(takes), audio_seconds=book.duration,
-        wall_seconds=wall, load_seconds=setup.load_seconds, device=first.device, dtype=first.dtype,
-        engines=provenance.as_json({n: asdict(i) for n, i in setup.infos.items()})), rows, outputs)
+        status="completed", ended_at=now, takes_rendered=rendered, takes_reused=len(hits),
+        audio_seconds=book.duration, wall_seconds=wall, load_seconds=load_seconds, device=first.device,
+        dtype=first.dtype, engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs)
+    report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
+                   report.take_table(rows))
     return RunSummary(run_id=run_id, status="completed", chapters=[c.path for c in chapters], book=book.path,
-                      takes_rendered=len(takes), audio_seconds=book.duration, load_seconds=setup.load_seconds,
+                      takes_rendered=rendered, takes_reused=len(hits), chapters_written=len(chapter_futures),
+                      audio_seconds=book.duration, load_seconds=load_seconds,
                       render_seconds=sum(t.render_seconds for t in takes.values()), wall_seconds=wall,
                       database=str(db))

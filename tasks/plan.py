@@ -50,8 +50,12 @@ class RenderBatch:
 
     @property
     def name(self) -> str:
-        first = self.jobs[0]
-        return f"ch{first.chapter + 1}-line{first.line + 1}-{self.voice_id}-x{len(self.jobs)}"
+        """Where in the script the batch's lines are, for the Prefect UI: 'ch1 l3-ch2 l5 ava (7 takes)'."""
+        first, last = self.jobs[0], self.jobs[-1]
+        span = f"ch{first.chapter + 1} l{first.line + 1}"
+        if (last.chapter, last.line) != (first.chapter, first.line):
+            span += f"-{'ch' + str(last.chapter + 1) + ' ' if last.chapter != first.chapter else ''}l{last.line + 1}"
+        return f"{span} {self.voice_id} ({len(self.jobs)} take{'s' if len(self.jobs) != 1 else ''})"
 
 
 def resolve_params(script: Script, speaker: str, line: ScriptLine) -> DecodingParams:

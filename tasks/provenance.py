@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,9 @@ import numpy as np
 from engine.errors import VoicebatchError
 
 LOCK_WAIT_SECONDS = 120.0
+# One connection at a time per process (DuckDB also refuses a read-only and a read-write connection to one
+# file side by side in one process); other processes are waited for at connect().
+_process_lock = threading.Lock()
 
 
 class ProvenanceError(VoicebatchError):
@@ -90,9 +94,40 @@ def _m001_runs_and_renders(con) -> None:
         )""")
 
 
+def _m002_take_cache(con) -> None:
+    """The render cache: one row per take on disk, cache hits on renders, chapter fingerprints on outputs,
+    and who runs a run (to tell a killed run from a running one)."""
+    con.execute("""
+        CREATE TABLE takes (
+            cache_key VARCHAR PRIMARY KEY,
+            path VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            bytes BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            duration DOUBLE,
+            peak_dbfs DOUBLE,
+            rms_dbfs DOUBLE,
+            render_seconds DOUBLE,
+            engine VARCHAR,
+            run_id VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        )""")
+    con.execute("ALTER TABLE renders ADD COLUMN cache_hit BOOLEAN DEFAULT false")
+    con.execute("ALTER TABLE outputs ADD COLUMN fingerprint VARCHAR")
+    con.execute("ALTER TABLE outputs ADD COLUMN reused BOOLEAN DEFAULT false")
+    con.execute("ALTER TABLE outputs ADD COLUMN bytes BIGINT")
+    con.execute("ALTER TABLE outputs ADD COLUMN mtime_ns BIGINT")
+    con.execute("ALTER TABLE renders ADD COLUMN take_run_id VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN takes_reused INTEGER")
+    con.execute("ALTER TABLE runs ADD COLUMN host VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    con.execute("ALTER TABLE runs ADD COLUMN forced BOOLEAN DEFAULT false")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
+    ("002_take_cache", _m002_take_cache),
 ]
 
 
@@ -111,26 +146,32 @@ def connect(path: Path, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS
         raise ProvenanceError(f"no provenance database at {path}; render a manifest first, or set VOICEBATCH_DB_PATH")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    with _process_lock:
+        con = _open(duckdb, path, read_only, wait)
+        try:
+            if not read_only:
+                migrate(con, path)
+            else:
+                _check_version(con, path)
+            yield con
+        finally:
+            con.close()
+
+
+def _open(duckdb, path: Path, read_only: bool, wait: float):
     deadline = time.monotonic() + wait
+    delay = 0.05
     delay = 0.05
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as e:
             if not _is_lock_error(e) or time.monotonic() > deadline:
                 raise ProvenanceError(f"cannot open the provenance database {path}: {e}. If another program holds "
                                       "it open, close that program and run again") from None
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
-    try:
-        if not read_only:
-            migrate(con, path)
-        else:
-            _check_version(con, path)
-        yield con
-    finally:
-        con.close()
+    return con
 
 
 def _applied(con) -> list[str]:

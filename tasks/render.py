@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from engine.base import EngineInfo, RenderRequest, VoicePrompt
 from engine.errors import EngineError
-from engine.pool import get_engine, render_lane
+from engine.pool import get_engine, render_lane, warm_engine
 from engine.registry import engine_class
 from tasks.assemble import measure
 from tasks.audio_io import write_wav_atomic
+from tasks.cache import take_path
 from tasks.errors import VoiceError
 from tasks.ingest import Script
 from tasks.manifest import describe_validation_error
@@ -35,7 +36,7 @@ class Take:
     render_seconds: float
     peak_dbfs: float
     rms_dbfs: float
-    batch: int
+    batch: int | None  # None for a take reused from the cache
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,6 @@ class EngineSetup:
     facts: dict[str, EngineFacts]  # engine name -> facts
     infos: dict[str, EngineInfo]
     prompts: dict[str, dict[str, VoicePrompt]]  # engine name -> voice id -> prompt
-    load_seconds: float
 
 
 def voice_prompt(voice: Voice, engine_name: str) -> VoicePrompt:
@@ -71,13 +71,12 @@ def _engine_for(speaker: str, voice: Voice, script: Script, requested: str | Non
 
 
 def prepare_engines(script: Script, requested: str | None, default: str, device: str, dtype: str) -> EngineSetup:
-    """Pick each speaker's engine, load those engines warm, and resolve every voice's effective options."""
+    """Pick each speaker's engine and resolve every voice's effective options (no model is loaded here)."""
     speaker_engine = {s: _engine_for(s, v, script, requested, default) for s, v in script.voices.items()}
-    facts, infos, prompts, load = {}, {}, {}, 0.0
+    facts, infos, prompts = {}, {}, {}
     for name in dict.fromkeys(speaker_engine.values()):
-        warm = get_engine(name, device, dtype)
-        load += warm.load_seconds
-        engine, info = warm.engine, warm.engine.info()
+        engine = get_engine(name, device, dtype)
+        info = engine.info()
         options, prompts[name] = {}, {}
         for speaker, voice in script.voices.items():
             if speaker_engine[speaker] != name:
@@ -91,17 +90,18 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
             prompts[name][voice.id] = prompt
         facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options)
         infos[name] = info
-    return EngineSetup(speaker_engine, facts, infos, prompts, load)
+    return EngineSetup(speaker_engine, facts, infos, prompts)
 
 
-def take_path(takes_dir: Path, key: str) -> Path:
-    return takes_dir / key[:2] / f"{key}.wav"
+def load_engines(names: list[str], device: str, dtype: str) -> float:
+    """Load the engines that have work to do; seconds spent (0 when they were already warm)."""
+    return sum(warm_engine(name, device, dtype).load_seconds for name in dict.fromkeys(names))
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path,
                  device: str, dtype: str) -> list[Take]:
     """Render one batch in the device's render lane, then write and measure its takes outside the lane."""
-    engine = get_engine(batch.engine, device, dtype).engine
+    engine = warm_engine(batch.engine, device, dtype).engine
     requests = [RenderRequest(job.text, prompts[job.voice_id], job.params, job.key) for job in batch.jobs]
     with render_lane(engine.device):
         start = time.perf_counter()

@@ -8,7 +8,7 @@ import pytest
 
 from engine import DecodingParams, RenderRequest, VoicePrompt
 from engine.errors import EngineError
-from engine.pool import get_engine, render_lane
+from engine.pool import render_lane, warm_engine
 from engine.registry import engine_class
 
 
@@ -18,7 +18,7 @@ def request(text, seed=0, **options):
 
 
 def test_hibari_is_deterministic_per_seed_and_24k_speech():
-    engine = get_engine("hibari").engine
+    engine = warm_engine("hibari").engine
     a, b, c = engine.render([request("The tide is coming in.", 1), request("The tide is coming in.", 1),
                              request("The tide is coming in.", 2)])
     np.testing.assert_array_equal(a, b)
@@ -28,8 +28,8 @@ def test_hibari_is_deterministic_per_seed_and_24k_speech():
 
 
 def test_warm_pool_loads_once_and_has_one_lane_per_device():
-    first = get_engine("hibari")
-    again = get_engine("hibari")
+    first = warm_engine("hibari")
+    again = warm_engine("hibari")
     assert again.engine is first.engine and again.load_seconds == 0.0
     assert render_lane("cpu") is render_lane("cpu") and render_lane("cpu") is not render_lane("cuda:0")
 
@@ -44,7 +44,7 @@ def test_unavailable_hibari_voice_falls_back_to_the_bundled_one_with_a_warning(c
 
 
 def test_hibari_refuses_unknown_voices_and_options():
-    engine = get_engine("hibari").engine
+    engine = warm_engine("hibari").engine
     with pytest.raises(EngineError, match="hibari has no voice 'nobody'"):
         engine.effective_options(request("x", voice="nobody").voice)
     with pytest.raises(Exception, match="pitch"):
@@ -52,8 +52,8 @@ def test_hibari_refuses_unknown_voices_and_options():
 
 
 def test_piper_renders_a_different_voice_at_24k_and_ignores_seed():
-    piper = get_engine("piper").engine
-    hibari = get_engine("hibari").engine
+    piper = warm_engine("piper").engine
+    hibari = warm_engine("hibari").engine
     p1, p2 = piper.render([request("The tide is coming in.", 1), request("The tide is coming in.", 2)])
     np.testing.assert_array_equal(p1, p2)
     assert "seed" not in piper.honours and "seed" in hibari.honours

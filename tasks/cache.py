@@ -1,0 +1,135 @@
+"""The render cache: takes stored content-addressed by cache key, found again across runs and processes.
+
+A take is trusted when its file has the size and modification time recorded with its sha256; otherwise the
+file is hashed, and a mismatch means the take is re-rendered (the corrupt file is removed). A take file with
+no database row was written (atomically) by a run killed before it could record it, and is adopted after
+hashing. The same check guards chapter and book files before they are reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from engine.base import sha256_file
+from tasks import provenance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    path: str
+    sha256: str
+    bytes: int
+    mtime_ns: int
+
+
+def take_path(takes_dir: Path, key: str) -> Path:
+    return takes_dir / key[:2] / f"{key}.wav"
+
+
+def file_record(path: Path, sha256: str | None = None) -> CachedFile:
+    st = os.stat(path)
+    return CachedFile(str(path), sha256 or sha256_file(path), st.st_size, st.st_mtime_ns)
+
+
+def still_valid(path: Path, sha256: str, size: int | None, mtime_ns: int | None) -> bool:
+    """True when `path` still holds the content recorded as `sha256` (cheap stat check, hash when in doubt)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if st.st_size == size and st.st_mtime_ns == mtime_ns:
+        return True
+    return sha256_file(path) == sha256
+
+
+def _adopt(key: str, path: Path) -> dict[str, Any]:
+    from tasks.assemble import measure
+    from tasks.audio_io import read_mono
+
+    record = file_record(path)
+    m = measure(read_mono(path)[0])
+    return {"cache_key": key, "path": str(path), "sha256": record.sha256, "bytes": record.bytes,
+            "mtime_ns": record.mtime_ns, "duration": m["duration"], "peak_dbfs": m["peak_dbfs"],
+            "rms_dbfs": m["rms_dbfs"], "render_seconds": None, "engine": None, "run_id": None,
+            "created_at": datetime.now()}
+
+
+def find_takes(db: Path, takes_dir: Path, keys: Iterable[str],
+               verify: bool = False) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The usable cached takes among `keys` (cache key -> `takes` row with its path in `takes_dir`), and the
+    rows of take files adopted from an interrupted run (to be recorded)."""
+    keys = list(dict.fromkeys(keys))
+    rows: dict[str, dict[str, Any]] = {}
+    if Path(db).exists() and keys:
+        with provenance.connect(db) as con:
+            cur = con.execute("SELECT * FROM takes WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))", [keys])
+            names = [d[0] for d in cur.description]
+            rows = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+    hits, adopted = {}, []
+    for key in keys:
+        path = take_path(takes_dir, key)
+        row = rows.get(key)
+        if row is None:
+            if path.exists():
+                hits[key] = _adopt(key, path)
+                adopted.append(hits[key])
+            continue
+        same_file = row["path"] == str(path)
+        if verify:
+            ok = path.exists() and sha256_file(path) == row["sha256"]
+        else:
+            ok = still_valid(path, row["sha256"], row["bytes"] if same_file else None,
+                             row["mtime_ns"] if same_file else None)
+        if ok:
+            hits[key] = {**row, "path": str(path)}
+        elif path.exists():
+            log.warning("cached take %s does not match its recorded sha256; it will be rendered again", path)
+            path.unlink()
+    if adopted:
+        log.info("adopting %d take files written by an interrupted run", len(adopted))
+    return hits, adopted
+
+
+def record_takes(db: Path, rows: list[dict[str, Any]]) -> None:
+    """Register rendered takes (one short transaction; a take rendered twice keeps its newest row)."""
+    if not rows:
+        return
+    with provenance.connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM takes WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))",
+                        [[r["cache_key"] for r in rows]])
+            provenance.insert_rows(con, "takes", rows)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+def fingerprint(material: Any) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reusable_outputs(db: Path, fingerprints: dict[str, str]) -> dict[str, CachedFile]:
+    """Output files (path -> record) whose newest row has the wanted fingerprint and whose file is intact."""
+    if not Path(db).exists() or not fingerprints:
+        return {}
+    with provenance.connect(db) as con:
+        found = con.execute("""
+            SELECT path, fingerprint, sha256, bytes, mtime_ns FROM outputs
+            WHERE path IN (SELECT unnest(?::VARCHAR[]))
+            QUALIFY row_number() OVER (PARTITION BY path ORDER BY created_at DESC) = 1""",
+                            [list(fingerprints)]).fetchall()
+    out = {}
+    for path, fp, sha, size, mtime in found:
+        if fp == fingerprints[path] and still_valid(Path(path), sha, size, mtime):
+            out[path] = CachedFile(path, sha, size, mtime)
+    return out

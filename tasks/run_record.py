@@ -1,0 +1,51 @@
+"""Rows for the provenance database, built from what a run planned, rendered and reused. Pure functions."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from tasks.cache import CachedFile
+from tasks.export import OutputFile
+from tasks.plan import RenderJob
+from tasks.provenance import as_json
+from tasks.render import EngineSetup, Take
+
+
+def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: datetime) -> dict[str, Any]:
+    return dict(cache_key=take.key, path=take.path, sha256=take.sha256, bytes=record.bytes, mtime_ns=record.mtime_ns,
+                duration=take.duration, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
+                render_seconds=take.render_seconds, engine=engine, run_id=run_id, created_at=now)
+
+
+def take_from_row(row: dict[str, Any]) -> Take:
+    """A cached take as the flow uses it: no render time spent in this run, no batch."""
+    return Take(row["cache_key"], row["path"], row["sha256"], row["duration"], 0.0, row["peak_dbfs"],
+                row["rms_dbfs"], None)
+
+
+def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits: dict[str, dict[str, Any]],
+                setup: EngineSetup, now: datetime) -> list[dict[str, Any]]:
+    """One row per planned chunk, cache hits included (marked, with the run that rendered the take)."""
+    rows = []
+    for job in jobs:
+        take, info = takes[job.key], setup.infos[job.engine]
+        hit = job.key in hits
+        rows.append(dict(
+            run_id=run_id, chapter=job.chapter, line=job.line, chunk=job.chunk, source=job.source,
+            speaker=job.speaker, voice_id=job.voice_id,
+            voice_sha256=setup.prompts[job.engine][job.voice_id].content_hash, engine=job.engine, model=info.model,
+            revision=info.revision, device=info.device, dtype=info.dtype,
+            engine_options=as_json(setup.facts[job.engine].options[job.voice_id]), text=job.text,
+            params=as_json(job.params.model_dump()), seed=job.params.seed, batch=take.batch, cache_key=job.key,
+            take_path=take.path, take_sha256=take.sha256, duration=take.duration,
+            render_seconds=take.render_seconds, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
+            status="rendered", error=None, created_at=now, cache_hit=hit,
+            take_run_id=hits[job.key].get("run_id") if hit else run_id))
+    return rows
+
+
+def output_row(run_id: str, output: OutputFile, record: CachedFile, fingerprint: str, reused: bool,
+               now: datetime) -> dict[str, Any]:
+    return dict(run_id=run_id, created_at=now, **asdict(output), fingerprint=fingerprint, reused=reused,
+                bytes=record.bytes, mtime_ns=record.mtime_ns)
