@@ -12,6 +12,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
+from flows import cli_history
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -19,7 +20,9 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     for path in summary.chapters:
         print(f"  chapter  {path}")
     print(f"  book     {summary.book}")
-    print(f"  {summary.takes_rendered} takes, {summary.audio_seconds:.1f} s of audio; provenance in {summary.database}")
+    print(f"  {summary.takes_rendered} takes rendered, {summary.takes_reused} reused from the cache, "
+          f"{summary.chapters_written} chapter files written; {summary.audio_seconds:.1f} s of audio")
+    print(f"  provenance in {summary.database}")
     rest = summary.wall_seconds - summary.load_seconds - summary.render_seconds
     print(f"  time: {total:.1f} s total = Prefect start-up and orchestration {total - summary.wall_seconds:.1f} s"
           f" + model load {summary.load_seconds:.1f} s + rendering {summary.render_seconds:.1f} s"
@@ -44,29 +47,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     results = []
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
-        summary = render_manifest(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir))
+        summary = render_manifest(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
+                                  force=args.force)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
         if not args.json:
             _print_summary(manifest, summary, total)
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    from tasks.provenance import recent_runs
-
-    runs = recent_runs(get_settings().database, args.limit)
-    if args.json:
-        print(json.dumps(runs, indent=2, default=str))
-        return 0
-    if not runs:
-        print("no runs yet")
-    for r in runs:
-        audio = f"{r['audio_seconds']:.1f} s audio" if r["audio_seconds"] is not None else "-"
-        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['status']:<9} {r['run_id']}  {r['title']}  "
-              f"{r['takes_rendered'] or 0} takes  {audio}  {r['manifest_path']}")
     return 0
 
 
@@ -81,10 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--json", action="store_true", help="print the run summary as JSON")
     render.set_defaults(func=cmd_render)
 
-    history = sub.add_parser("history", help="list recent runs")
-    history.add_argument("--limit", type=int, default=20)
-    history.add_argument("--json", action="store_true")
-    history.set_defaults(func=cmd_history)
+    render.add_argument("--force", action="store_true", help="render every take again, ignoring the cache")
+
+    cli_history.add_commands(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ here are short and retried with backoff instead of failing.
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -227,9 +228,30 @@ def insert_rows(con, table: str, rows: list[dict[str, Any]]) -> None:
     con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM data")
 
 
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_run(db: Path, row: dict[str, Any]) -> None:
+    """Record a run as running; runs of this host whose process is gone are marked interrupted."""
     with connect(db) as con:
+        stale = [run_id for run_id, pid in con.execute(
+            "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [row.get("host")]).fetchall()
+            if not _alive(pid)]
+        con.execute("BEGIN TRANSACTION")
+        if stale:
+            con.execute("UPDATE runs SET status = 'interrupted', error = 'the process running it ended before it "
+                        "finished' WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [stale])
         insert_rows(con, "runs", [row])
+        con.execute("COMMIT")
 
 
 def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dict[str, Any]],
@@ -246,16 +268,6 @@ def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dic
         except Exception:
             con.execute("ROLLBACK")
             raise
-
-
-def recent_runs(db: Path, limit: int = 20) -> list[dict[str, Any]]:
-    with connect(db, read_only=True) as con:
-        cur = con.execute("""
-            SELECT run_id, started_at, status, title, manifest_path, device, takes_rendered, audio_seconds,
-                   wall_seconds, error
-            FROM runs ORDER BY started_at DESC LIMIT ?""", [limit])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def as_json(value: Any) -> str:

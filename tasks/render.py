@@ -119,7 +119,7 @@ def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir:
             raise EngineError(f"engine {batch.engine!r} produced no usable audio for {job.source} "
                               f"(chapter {job.chapter + 1}, line {job.line + 1}): {job.text[:60]!r}")
         path = take_path(takes_dir, job.key)
-        digest = write_wav_atomic(path, audio, subtype="FLOAT")
+        digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
         m = measure(audio)
         takes.append(Take(job.key, str(path), digest, m["duration"], seconds * len(audio) / total,
                           m["peak_dbfs"], m["rms_dbfs"], batch.index))

@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _PREFECT_HOME = tempfile.mkdtemp(prefix="voicebatch-prefect-")
+# Child processes get a home of their own (never two servers of two processes on one database by accident,
+# except where a test means it), shared between tests so its database is migrated only once.
+CLI_PREFECT_HOME = tempfile.mkdtemp(prefix="voicebatch-prefect-cli-")
 # Before Prefect is imported anywhere in the test process: its own database, offline, no analytics.
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -46,9 +49,14 @@ def demo_runs(tmp_path_factory):
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `voicebatch` console script in a child process."""
     exe = Path(sys.executable).parent / "voicebatch"
-    full_env = {**os.environ, **(env or {})}
+    full_env = cli_env(env)
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def cli_env(extra: dict | None = None) -> dict:
+    return {**os.environ, "PREFECT_HOME": CLI_PREFECT_HOME, **(extra or {})}
 
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+    shutil.rmtree(CLI_PREFECT_HOME, ignore_errors=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -13,8 +12,7 @@ from conftest import run_cli
 
 
 def test_render_demo_prints_existing_outputs_and_history_lists_the_run(tmp_path, root):
-    # Its own Prefect home, so the child's temporary server never shares a database with this process's.
-    env = {"PREFECT_HOME": tempfile.mkdtemp(prefix="vb-cli-prefect-"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {"PREFECT_LOGGING_LEVEL": "WARNING"}
     # The README's demo command: both demo manifests in one process.
     result = run_cli("render", "manifests/demo-dialogue.yaml", "manifests/demo-audiobook.yaml", "--out", str(tmp_path),
                      env=env)

@@ -7,7 +7,8 @@ import duckdb
 import pytest
 
 from tasks import provenance
-from tasks.provenance import MIGRATIONS, ProvenanceError, connect, recent_runs, schema_version
+from tasks.history import runs as recent_runs
+from tasks.provenance import MIGRATIONS, ProvenanceError, connect, schema_version
 
 
 def test_migrations_apply_once_and_are_recorded(tmp_path):
