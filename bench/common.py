@@ -1,0 +1,61 @@
+"""Shared bench helpers: generated manifests, the machine's description, and the results file."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+SENTENCES = [
+    "The harbour lights came on one by one as the fog rolled in from the sea.",
+    "She counted the steps again, as she did every evening, and reached the top.",
+    "Nobody had written to the lighthouse in years, and now there were two letters.",
+    "He tied the boat to the ring in the rock and climbed up to the door.",
+    "The lamp turned slowly, and its beam swept across the water toward the point.",
+    "They sat at the table by the window and listened to the wind.",
+    "In the morning the supply boat did not come, and the radio was silent.",
+    "It was the third winter she had spent alone on the rock, and the hardest.",
+]
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def script_lines(count: int, speakers: list[str]) -> list[dict]:
+    return [{"speaker": speakers[i % len(speakers)], "text": f"{SENTENCES[i % len(SENTENCES)]} This is line {i + 1}."}
+            for i in range(count)]
+
+
+def write_manifest(folder: Path, lines: int, chapters: int = 4, name: str = "bench") -> Path:
+    """A generated manifest of `lines` lines over 4 speakers (two voices, each with two seeds)."""
+    speakers = ["Ava", "Bea", "Joe", "Jim"]
+    all_lines = script_lines(lines, speakers)
+    per = -(-lines // chapters)
+    data = {"title": f"Bench {name}", "defaults": {"seed": 1},
+            "voices": {"Ava": "ava", "Bea": {"voice": "ava", "seed": 2}, "Joe": "joe", "Jim": {"voice": "joe", "seed": 3}},
+            "chapters": [{"title": f"Chapter {c + 1}", "lines": all_lines[c * per:(c + 1) * per]}
+                         for c in range(chapters) if all_lines[c * per:(c + 1) * per]]}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def prepare_environment() -> Path:
+    """A private Prefect home and quiet logs; returns a scratch folder."""
+    scratch = Path(tempfile.mkdtemp(prefix="voicebatch-bench-"))
+    os.environ.setdefault("PREFECT_HOME", str(scratch / "prefect"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VOICEBATCH_VOICES_DIR", str(ROOT / "voices"))
+    return scratch
+
+
+def save(name: str, results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), **results}, indent=2, default=str))

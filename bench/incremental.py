@@ -1,0 +1,55 @@
+"""Incremental re-render on the embedded engine: first run, unchanged re-run, one-line edit (one process).
+
+    .venv/bin/python bench/incremental.py [--lines 200]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import prepare_environment, save, write_manifest  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=200)
+    args = parser.parse_args()
+    scratch = prepare_environment()
+    import flows  # noqa: F401
+    from flows.render import render_manifest
+
+    path = write_manifest(scratch, args.lines, name="incremental")
+    out = scratch / "out"
+
+    def run() -> tuple[float, object]:
+        start = time.perf_counter()
+        summary = render_manifest(str(path), output_dir=str(out))
+        return time.perf_counter() - start, summary
+
+    first_total, first = run()
+    again_total, again = run()
+    text = path.read_text()
+    path.write_text(text.replace("This is line 7.", "This is the edited line seven.", 1))
+    edit_total, edit = run()
+
+    results = {
+        "lines": args.lines,
+        "prefect_startup_s": round(first_total - first.wall_seconds, 2),
+        "first_run_s": round(first.wall_seconds, 2),
+        "unchanged_rerun_s": round(again.wall_seconds, 3),
+        "one_line_edit_rerun_s": round(edit.wall_seconds, 3),
+        "unchanged_rerun_fraction_of_first": round(again.wall_seconds / first.wall_seconds, 4),
+        "takes_rendered": [first.takes_rendered, again.takes_rendered, edit.takes_rendered],
+        "orchestration_per_run_s": [round(first_total - first.wall_seconds, 2), round(again_total - again.wall_seconds, 2),
+                                    round(edit_total - edit.wall_seconds, 2)],
+    }
+    for key, value in results.items():
+        print(f"{key:36s} {value}")
+    save("incremental", results)
+
+
+if __name__ == "__main__":
+    main()
