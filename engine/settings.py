@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     db_path: Path | None = Field(None, description="Provenance database; default <output_dir>/provenance.duckdb.")
     voices_dir: Path = Field(Path("voices"), description="Voice assets, one folder per voice id.")
     chunk_words: int = Field(60, ge=5, le=400, description="Default word budget per longform chunk.")
+    import_max_mb: float = Field(100, gt=0, description="`voicebatch import` refuses a book file larger than this (MB).")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property
