@@ -109,7 +109,7 @@ def read_epub_book(path: Path, max_bytes: int, keep_matter: bool = False) -> Boo
     titles = _toc_titles(book.toc, toc_base)
     matter = _matter_kinds(book, nav_item)
 
-    parsed: list[tuple[str, XhtmlDocument]] = []
+    parsed: list[tuple[str, XhtmlDocument, str | None]] = []  # (document, its content, kind of matter kept)
     skipped: list[SkippedPart] = []
     for idref, linear in book.spine:
         item = book.get_item_with_id(idref)
@@ -117,26 +117,27 @@ def read_epub_book(path: Path, max_bytes: int, keep_matter: bool = False) -> Boo
             continue
         name = posixpath.normpath(item.file_name)
         doc = parse_xhtml(item.content)
+        has_text = any(text.strip() for text, _ in doc.blocks)
         kind = (matter.get(name) or ("table of contents" if item is nav_item else None)
                 or next((SKIPPED_KINDS[t] for t in sorted(doc.types) if t in SKIPPED_KINDS), None)
                 or ("non-linear" if linear == "no" else None)
-                or (None if any(text.strip() for text, _ in doc.blocks) else "no text"))
-        if kind and not (keep_matter and kind != "no text"):
+                or (None if has_text else "no text"))
+        if kind and not (keep_matter and has_text):
             title = titles.get(name) or next((t for t, h in doc.blocks if h), None) or doc.title or name
             words = sum(len(t.split()) for t, _ in doc.blocks)
             skipped.append(SkippedPart(" ".join(title.split()), kind, name, words))
             continue
-        parsed.append((name, doc))
+        parsed.append((name, doc, kind))
 
-    keep = hyphenated_words("\n".join(text for _, doc in parsed for text, _ in doc.blocks))
+    keep = hyphenated_words("\n".join(text for _, doc, _ in parsed for text, _ in doc.blocks))
     chapters: list[BookChapter] = []
     notes: list[str] = []
-    for name, doc in parsed:
+    for name, doc, kind in parsed:
         blocks = [(clean_paragraph(text, keep), heading) for text, heading in doc.blocks]
         blocks = [(text, heading) for text, heading in blocks if text]
         paragraphs = tuple(text for text, _ in blocks)
         heading = next((text for text, is_heading in blocks if is_heading), None)
-        title = titles.get(name) or heading
+        title = titles.get(name) or heading or (kind.capitalize() if kind else None)
         if doc.images:
             notes.append(f"{name}: {doc.images} image(s) skipped")
         if title is None and chapters:  # no title anywhere: the previous chapter continues (a split file)
@@ -147,7 +148,7 @@ def read_epub_book(path: Path, max_bytes: int, keep_matter: bool = False) -> Boo
         if title is None:
             title = " ".join(doc.title.split()) or Path(name).stem
             notes.append(f"{name}: no title in the navigation or a heading; titled {title!r}")
-        chapters.append(BookChapter(title[:500], paragraphs, name, all(h for _, h in blocks)))
+        chapters.append(BookChapter(title[:500], paragraphs, name, bool(blocks) and all(h for _, h in blocks)))
     if not chapters:
         raise BookImportError(path, "the EPUB has no text to read (no chapter documents with text; a scanned, "
                                     "image-only book needs OCR first)")

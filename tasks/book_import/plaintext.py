@@ -63,8 +63,8 @@ def _rejoin_page_breaks(blocks: list[tuple[list[str], int, bool]]) -> list[tuple
     return out
 
 
-def _heading(lines: list[str], pattern: re.Pattern) -> tuple[str, list[str]] | None:
-    """(title, body lines after the heading) when the block starts with a heading line."""
+def _heading(lines: list[str], pattern: re.Pattern) -> tuple[str, list[str], list[str]] | None:
+    """(title, heading lines, body lines after them) when the block starts with a heading line."""
     first = lines[0].strip()
     if len(first) > 100 or not pattern.fullmatch(first):
         return None
@@ -72,8 +72,8 @@ def _heading(lines: list[str], pattern: re.Pattern) -> tuple[str, list[str]] | N
     # "CHAPTER I." then "The Storm" on the next line: the short second line is the chapter's name.
     if len(rest) == 1 and len(rest[0].strip()) <= 60 and not rest[0].rstrip().endswith((".", ",", ";")):
         sep = " " if first.endswith((".", ":")) else ": "
-        return f"{first}{sep}{rest[0].strip()}", []
-    return first, rest
+        return f"{first}{sep}{rest[0].strip()}", [first, rest[0]], []
+    return first, [first], rest
 
 
 def read_text_book(path: Path, text: str, pattern: re.Pattern, title: str | None = None,
@@ -89,8 +89,9 @@ def read_text_book(path: Path, text: str, pattern: re.Pattern, title: str | None
         if found:
             if current:
                 chapters.append(BookChapter(current[0], tuple(current[1]), f"line {current[2]}", current[3]))
-            name, body = found
-            current = [" ".join(name.split())[:500], [clean_paragraph(name)], start, not body]
+            name, heading, body = found
+            # Each heading line is read as its own paragraph, as written (the title's ": " is not spoken).
+            current = [" ".join(name.split())[:500], [clean_paragraph(h) for h in heading], start, not body]
             if body:
                 current[1].append(clean_paragraph("\n".join(body), keep))
             continue
