@@ -84,6 +84,11 @@ def test_markdown_chapters_at_second_level_when_one_first_level_heading_is_the_t
     assert set(book.notes) == {"1 code blocks skipped", "1 images skipped", "1 footnote texts skipped"}
 
 
+def test_markdown_footnote_whose_definition_parses_as_a_link_reference(tmp_path):
+    book = read_book(_write(tmp_path, "sea.md", "# Sea\n\nA *calm* sea.[^1]\n\n[^1]: note\n"), ImportOptions())
+    assert book.chapters[0].paragraphs == ("Sea", "A calm sea.")
+
+
 def test_markdown_with_several_first_level_headings_and_none(tmp_path):
     book = read_book(_write(tmp_path, "two-parts.md", "# One\n\nFirst.\n\n# Two\n\nSecond.\n"), ImportOptions())
     assert [(c.title, c.paragraphs) for c in book.chapters] == [("One", ("One", "First.")), ("Two", ("Two", "Second."))]

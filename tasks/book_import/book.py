@@ -64,6 +64,3 @@ def fold_dividers(chapters: list[BookChapter]) -> list[BookChapter]:
         out.extend(replace(p, heading_only=False) for p in pending)
     return out
 
-
-def word_count(paragraphs: tuple[str, ...] | list[str]) -> int:
-    return sum(len(p.split()) for p in paragraphs)

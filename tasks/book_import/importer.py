@@ -93,11 +93,12 @@ def import_book(path: Path, out: Path | None, options: ImportOptions, voices_dir
     from tasks.voices import available_voice_ids
 
     path = Path(path)
+    book = read_book(path, options)
     known = available_voice_ids(voices_dir)
     for flag, voice in (("--voice", options.voice), ("--dialogue", options.dialogue_voice)):
         if voice is not None and voice not in known:
-            raise BookImportError(f"{flag} {voice}", f"unknown voice; voices in {voices_dir}: {', '.join(known) or 'none'}")
-    book = read_book(path, options)
+            raise BookImportError(f"{flag} {voice}", f"unknown voice; voices in {Path(voices_dir).resolve()}: "
+                                                     f"{', '.join(known) or 'none'} (VOICEBATCH_VOICES_DIR sets the folder)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     lines = header(book, path.name, digest, _voicebatch_version(), options.voice, options.dialogue_voice)
     text = manifest_text(lines, manifest_data(book, options.voice, options.dialogue_voice, options.chunk_words))

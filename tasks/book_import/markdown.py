@@ -32,9 +32,18 @@ def split_front_matter(text: str) -> tuple[dict, str]:
 
 
 def _inline_text(token, counts: dict[str, int]) -> str:
-    parts = []
+    parts: list[str] = []
+    link_start = None
     for child in token.children or []:
-        if child.type in ("text", "code_inline"):
+        if child.type == "link_open":
+            link_start = len(parts)
+        elif child.type == "link_close" and link_start is not None:
+            # "[^1]" whose definition parsed as a link reference: a footnote marker, not words.
+            if "".join(parts[link_start:]).startswith("^"):
+                del parts[link_start:]
+                counts["footnote markers"] += 1
+            link_start = None
+        elif child.type in ("text", "code_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append("\n")
@@ -50,7 +59,8 @@ def _blocks(body: str) -> tuple[list[tuple[int, str, int]], dict[str, int]]:
     from markdown_it import MarkdownIt
 
     tokens = MarkdownIt("commonmark").parse(body)
-    counts = {"code blocks": 0, "HTML blocks": 0, "images": 0, "inline HTML tags": 0, "footnote texts": 0}
+    counts = {"code blocks": 0, "HTML blocks": 0, "images": 0, "inline HTML tags": 0, "footnote texts": 0,
+              "footnote markers": 0}
     blocks = []
     for i, token in enumerate(tokens):
         line = token.map[0] + 1 if token.map else 0
