@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     voices_dir: Path = Field(Path("voices"), description="Voice assets, one folder per voice id.")
     chunk_words: int = Field(60, ge=5, le=400, description="Default word budget per longform chunk.")
     batch_size: int = Field(16, ge=1, le=1024, description="Jobs per render batch (one Prefect task each).")
+    import_max_mb: float = Field(100, gt=0, description="`voicebatch import` refuses a book file larger than this (MB).")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

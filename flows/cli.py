@@ -12,7 +12,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_history
+from flows import cli_history, cli_import
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--force", action="store_true", help="render every take again, ignoring the cache")
 
     cli_history.add_commands(sub)
+    cli_import.add_command(sub)
     return parser
 
 
