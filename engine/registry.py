@@ -8,11 +8,12 @@ from engine.errors import EngineError
 _ENGINES = {
     "hibari": ("engine.hibari", "HibariEngine", None),
     "piper": ("engine.piper", "PiperEngine", "pip install 'voicebatch[piper]' (GPL-3.0 licensed)"),
+    "test-faults": ("engine.testing", "FaultInjectingEngine", None),  # injects faults on request, for drills
 }
 
 
 def available_engines() -> list[str]:
-    return sorted(_ENGINES)
+    return sorted(name for name in _ENGINES if not name.startswith("test-"))
 
 
 def engine_class(name: str):

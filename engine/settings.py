@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     chunk_words: int = Field(60, ge=5, le=400, description="Default word budget per longform chunk.")
     batch_size: int = Field(16, ge=1, le=1024, description="Jobs per render batch (one Prefect task each).")
     import_max_mb: float = Field(100, gt=0, description="`voicebatch import` refuses a book file larger than this (MB).")
+    max_takes_per_run: int = Field(50_000, ge=1, description="A manifest planning more chunks than this is refused.")
+    take_seconds_per_word: float = Field(3.0, gt=0, description="A take longer than this per word is a run-on...")
+    take_floor_seconds: float = Field(15.0, gt=0, description="...unless it is shorter than this.")
+    max_output_mb: float = Field(2048, gt=0, description="A chapter or book file larger than this is refused (MB).")
+    db_lock_wait: float = Field(120, ge=0, description="Seconds to wait for a database another process holds.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,14 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     print(f"\nrendered {manifest}: run {summary.run_id}")
     for path in summary.chapters:
         print(f"  chapter  {path}")
-    print(f"  book     {summary.book}")
+    if summary.book:
+        print(f"  book     {summary.book}")
+    for failure in summary.failures:
+        print(f"  FAILED   chapter {failure['chapter'] + 1}, line {failure['line'] + 1} ({failure['source']}): "
+              f"{failure['text'][:50]!r}: {failure['error']}")
+    if summary.failures:
+        print(f"  {len(summary.failures)} takes failed; their chapters and the book were not written. "
+              "Run the same command again to retry only those takes.")
     print(f"  {summary.takes_rendered} takes rendered, {summary.takes_reused} reused from the cache, "
           f"{summary.chapters_written} chapter files written; {summary.audio_seconds:.1f} s of audio")
     print(f"  provenance in {summary.database}")
@@ -41,6 +49,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         ingest(manifest, settings.voices_dir)
     if args.engine:
         engine_class(args.engine)
+    preflight(settings.output_dir, settings.database)
 
     from flows.render import render_manifest
 
@@ -55,7 +64,24 @@ def cmd_render(args: argparse.Namespace) -> int:
             _print_summary(manifest, summary, total)
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0
+    return 1 if any(r["status"] != "completed" for r in results) else 0
+
+
+def preflight(output_dir: Path, database: Path) -> None:
+    """Before Prefect starts: the output folder takes files, and the database opens (or says who holds it)."""
+    from tasks.audio_io import OutputWriteError
+    from tasks.provenance import connect
+
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".voicebatch-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputWriteError(f"cannot write to the output folder {output_dir}: {e.strerror or e}; make it "
+                               "writable or choose another with --out / VOICEBATCH_OUTPUT_DIR") from None
+    with connect(database):
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTracebackForUserErrors(logging.Filter):
+    """Prefect logs a failed task's traceback; for errors that explain themselves the message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], VoicebatchError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not get_settings().debug:
+        for name in ("prefect.task_runs", "prefect.flow_runs"):
+            logging.getLogger(name).addFilter(_NoTracebackForUserErrors())
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("engine", "tasks", "flows"):

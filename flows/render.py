@@ -20,7 +20,8 @@ from engine.settings import get_settings
 from tasks import cache, provenance, report, run_record, steps
 from tasks.export import OutputFile, book_dir, chapter_path
 from tasks.plan import group_jobs, plan_jobs
-from tasks.render import Take
+from engine.errors import UserInputError
+from tasks.batch_render import RenderFailure, Take, TakeLimits
 
 ASSEMBLY_VERSION = "1"  # bump when assembly changes the sound of a chapter: it is in the chapter fingerprint
 
@@ -30,9 +31,10 @@ class RunSummary:
     run_id: str
     status: str
     chapters: list[str]
-    book: str
+    book: str | None
     takes_rendered: int
     takes_reused: int
+    failures: list[dict]
     chapters_written: int
     audio_seconds: float
     load_seconds: float
@@ -43,10 +45,11 @@ class RunSummary:
 
 def _chapter_fingerprints(script, jobs, takes: dict[str, Take]) -> dict[int, str]:
     d = script.manifest.defaults
+    chapters = {j.chapter for j in jobs}
     return {ch.index: cache.fingerprint({
         "takes": [(j.key, takes[j.key].sha256, j.speaker, j.pause_after) for j in jobs if j.chapter == ch.index],
         "pauses": [d.speaker_pause_duration, d.chunk_pause_duration], "assembly": ASSEMBLY_VERSION})
-        for ch in script.chapters}
+        for ch in script.chapters if ch.index in chapters}
 
 
 def _reused_output(kind: str, chapter: int | None, title: str, record: cache.CachedFile) -> OutputFile:
@@ -74,6 +77,9 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     try:
         setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
+        if len(jobs) > settings.max_takes_per_run:
+            raise UserInputError(f"{manifest}: plans {len(jobs)} takes, more than VOICEBATCH_MAX_TAKES_PER_RUN="
+                                 f"{settings.max_takes_per_run}; split the manifest or raise the limit")
         hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, [j.key for j in jobs])
         cache.record_takes(db, adopted)
         takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
@@ -83,60 +89,80 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
         load_seconds = steps.load_engines([b.engine for b in batches], settings.device, settings.dtype) if batches else 0.0
         progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
-        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype)
-                   for b in batches]
+        limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
+        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
+                                             limits) for b in batches]
         engine_of = {j.key: j.engine for j in jobs}
+        failures: dict[str, RenderFailure] = {}
         for future in as_completed(futures):
-            fresh = future.result()
+            result = future.result()
+            fresh = result.takes
+            failures.update({f.key: f for f in result.failures})
             now = datetime.now()
             # Recorded as each batch lands, so a run killed later still reuses these takes.
             cache.record_takes(db, [run_record.take_row(t, engine_of[t.key], run_id, cache.file_record(
                 Path(t.path), t.sha256), now) for t in fresh])
             takes.update({t.key: t for t in fresh})
-            progress.advance(len(fresh))
+            progress.advance(len(fresh) + len(result.failures))
 
-        fingerprints = _chapter_fingerprints(script, jobs, takes)
-        paths = {ch.index: chapter_path(out, title, ch.index, ch.title) for ch in script.chapters}
+        # A chapter with a failed take is not assembled (a hole would go unnoticed), nor is the book.
+        failed_chapters = {j.chapter for j in jobs if j.key in failures}
+        complete = [ch for ch in script.chapters if ch.index not in failed_chapters]
+        fingerprints = _chapter_fingerprints(script, [j for j in jobs if j.chapter not in failed_chapters], takes)
+        paths = {ch.index: chapter_path(out, title, ch.index, ch.title) for ch in complete}
         book_path = book_dir(out, title) / f"{book_dir(out, title).name}.wav"
-        book_fp = cache.fingerprint([fingerprints[ch.index] for ch in script.chapters])
-        wanted = {str(paths[i]): fp for i, fp in fingerprints.items()} | {str(book_path): book_fp}
+        book_fp = cache.fingerprint([fingerprints[ch.index] for ch in script.chapters]) if not failures else None
+        wanted = {str(paths[i]): fp for i, fp in fingerprints.items()} | ({str(book_path): book_fp} if book_fp else {})
         reusable = {} if force else cache.reusable_outputs(db, wanted)
 
         defaults = script.manifest.defaults
         chapter_futures = {ch.index: steps.export_chapter.submit(
             [j for j in jobs if j.chapter == ch.index], {k: t.path for k, t in takes.items()}, paths[ch.index],
-            ch.index, ch.title, defaults.speaker_pause_duration, defaults.chunk_pause_duration)
-            for ch in script.chapters if str(paths[ch.index]) not in reusable}
+            ch.index, ch.title, defaults.speaker_pause_duration, defaults.chunk_pause_duration,
+            settings.max_output_mb) for ch in complete if str(paths[ch.index]) not in reusable}
         chapters = [chapter_futures[ch.index].result() if ch.index in chapter_futures else
                     _reused_output("chapter", ch.index, ch.title, reusable[str(paths[ch.index])])
-                    for ch in script.chapters]
-        reused_paths = {str(paths[ch.index]) for ch in script.chapters if ch.index not in chapter_futures}
-        if str(book_path) in reusable and not chapter_futures:
+                    for ch in complete]
+        reused_paths = {str(paths[ch.index]) for ch in complete if ch.index not in chapter_futures}
+        book = None
+        if failures:
+            logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
+                           ", ".join(str(i + 1) for i in sorted(failed_chapters)))
+        elif str(book_path) in reusable and not chapter_futures:
             book = _reused_output("book", None, title, reusable[str(book_path)])
             reused_paths.add(book.path)
         else:
-            book = steps.export_book(chapters, book_path, title)
+            book = steps.export_book(chapters, book_path, title, settings.max_output_mb)
     except BaseException as e:
-        provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
-                                               ended_at=datetime.now(),
-                                               wall_seconds=time.perf_counter() - started), [], [])
+        try:
+            provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
+                                                   ended_at=datetime.now(),
+                                                   wall_seconds=time.perf_counter() - started), [], [])
+        except Exception as record_error:  # noqa: BLE001 - report the first failure, not the bookkeeping one
+            logger.error("could not record the run's failure in %s: %s", db, record_error)
         raise
 
     now = datetime.now()
-    rows = run_record.render_rows(run_id, jobs, takes, hits, setup, now)
+    rows = run_record.render_rows(run_id, jobs, takes, hits, setup, now, failures)
+    files = [*chapters, *([book] if book else [])]
     outputs = [run_record.output_row(run_id, o, cache.file_record(Path(o.path), o.sha256),
-                                     wanted[o.path], o.path in reused_paths, now) for o in [*chapters, book]]
+                                     wanted[o.path], o.path in reused_paths, now) for o in files]
+    failed = [dict(source=r["source"], chapter=r["chapter"], line=r["line"], chunk=r["chunk"], text=r["text"],
+                   error=r["error"]) for r in rows if r["status"] == "failed"]
+    status = "partial" if failed else "completed"
     rendered = len(takes) - len(hits)
     wall = time.perf_counter() - started
+    audio = sum(c.duration for c in chapters)
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
-        status="completed", ended_at=now, takes_rendered=rendered, takes_reused=len(hits),
-        audio_seconds=book.duration, wall_seconds=wall, load_seconds=load_seconds, device=first.device,
-        dtype=first.dtype, engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs)
+        status=status, ended_at=now, takes_rendered=rendered, takes_reused=len(hits), audio_seconds=audio,
+        wall_seconds=wall, load_seconds=load_seconds, device=first.device, dtype=first.dtype,
+        error=f"{len(failed)} takes failed" if failed else None,
+        engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs)
     report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    report.take_table(rows))
-    return RunSummary(run_id=run_id, status="completed", chapters=[c.path for c in chapters], book=book.path,
-                      takes_rendered=rendered, takes_reused=len(hits), chapters_written=len(chapter_futures),
-                      audio_seconds=book.duration, load_seconds=load_seconds,
-                      render_seconds=sum(t.render_seconds for t in takes.values()), wall_seconds=wall,
-                      database=str(db))
+    return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in chapters],
+                      book=book.path if book else None, takes_rendered=rendered, takes_reused=len(hits),
+                      failures=failed, chapters_written=len(chapter_futures), audio_seconds=audio,
+                      load_seconds=load_seconds, render_seconds=sum(t.render_seconds for t in takes.values()),
+                      wall_seconds=wall, database=str(db))

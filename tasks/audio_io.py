@@ -1,6 +1,8 @@
 """Audio files on disk: atomic writes (temp file in the same folder, then rename) and reads."""
 from __future__ import annotations
 
+import errno
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -9,23 +11,40 @@ import numpy as np
 import soundfile as sf
 
 from engine.base import SAMPLE_RATE, sha256_file
+from engine.errors import VoicebatchError
 
 
 def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sample_rate: int = SAMPLE_RATE) -> str:
     """Write a mono WAV so that `path` is either absent or complete; returns its sha256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # Encoded in memory first: libsndfile reports a short write (a full disk) as a bare assertion.
+        encoded = io.BytesIO()
+        sf.write(encoded, np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
         with os.fdopen(fd, "wb") as f:
-            sf.write(f, np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
+            f.write(encoded.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as e:
+        raise OutputWriteError(f"cannot write {path}: {e.strerror or e}; {_fix(e)}") from None
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink()
     return sha256_file(path)
+
+
+class OutputWriteError(VoicebatchError):
+    """An output or take file could not be written; nothing was left at its final path."""
+
+
+def _fix(err: OSError) -> str:
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the output folder writable or choose another with --out / VOICEBATCH_OUTPUT_DIR"
+    return "free disk space (or raise the file-size limit) and run again; finished takes are kept"
 
 
 def read_mono(path: Path) -> tuple[np.ndarray, int]:

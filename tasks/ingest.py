@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ManifestError, VoiceError
-from tasks.manifest import Chapter, Manifest, parse_manifest
-from tasks.voices import Voice, available_voice_ids, load_voice
+from tasks.manifest import Chapter, Manifest, parse_manifest, spoken_text_problem
+from tasks.voices import VOICE_ID, Voice, available_voice_ids, load_voice
 
 SCRIPT_LINE = re.compile(r"^\[(?P<speaker>[^\[\]]+)\]\s*(?P<text>.*)$")
 
@@ -60,8 +60,8 @@ def _read_script_file(manifest_path: Path, where: str, name: str) -> list[Script
         m = SCRIPT_LINE.match(stripped)
         if not m:
             problems.append(f"{name}:{number}: expected '[Speaker] text', got {stripped[:60]!r}")
-        elif not m["text"].strip():
-            problems.append(f"{name}:{number}: text is empty after [{m['speaker']}]; write the words or drop the line")
+        elif spoken_text_problem(m["text"]):
+            problems.append(f"{name}:{number}: {spoken_text_problem(m['text'])}")
         else:
             lines.append(ScriptLine(m["speaker"].strip(), m["text"].strip(), {}, None, f"{name}:{number}"))
     if problems:
@@ -93,7 +93,7 @@ def ingest(path: Path, voices_dir: Path) -> Script:
             voices[speaker] = load_voice(voices_dir, spec.voice)
         except VoiceError as e:
             known = ", ".join(available_voice_ids(voices_dir)) or "none"
-            if (voices_dir / spec.voice / "voice.yaml").is_file():
+            if not VOICE_ID.match(spec.voice) or (voices_dir / spec.voice / "voice.yaml").is_file():
                 problems.append(f"voices.{speaker}.voice: {e}")
             else:
                 problems.append(f"voices.{speaker}.voice: unknown voice {spec.voice!r}; voices in {voices_dir}: {known}")

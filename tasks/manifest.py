@@ -6,6 +6,7 @@ from 0), the bad value and what is allowed.
 from __future__ import annotations
 
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,17 @@ from engine.base import DecodingParams
 from tasks.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 20 * 1024 * 1024
+MAX_NODES = 200_000  # values in the document once YAML aliases are expanded (an alias bomb expands to billions)
+MAX_LINE_CHARS = 100_000
+MAX_PROSE_CHARS = 5_000_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_MARKUP = [
+    (re.compile(r"<\|[^|]*\|>"), "model control tokens like '<|...|>' are not allowed in spoken text"),
+    (re.compile(r"\[SPEAKER\d+\]", re.I), "speaker tags like '[SPEAKER0]' are set by voicebatch from the line's speaker; "
+                                             "remove the tag and give the line its speaker"),
+    (re.compile(r"</?\s*(speak|prosody|break|emphasis|say-as|phoneme|voice)\b[^>]*>", re.I),
+     "SSML markup is not supported; write the words as plain text"),
+]
 
 # Settings people bring from other TTS tools that Higgs Audio's generate refuses: say so, not just "unknown".
 UNSUPPORTED_SETTINGS = {
@@ -51,9 +63,24 @@ class Defaults(ParamOverrides):
     chunk_words: int | None = Field(None, ge=5, le=400, description="Word budget per longform chunk.")
 
 
-def _non_empty(text: str) -> str:
+def spoken_text_problem(text: str) -> str | None:
+    """Why `text` cannot be spoken as it is, or None. Markup is refused rather than read aloud or obeyed."""
     if not text.strip():
-        raise ValueError("text is empty; write the words to speak, or remove the line")
+        return "text is empty; write the words to speak, or remove the line"
+    bad = _CONTROL.search(text)
+    if bad:
+        return f"text contains the control character {bad.group()!r} at position {bad.start()}; remove it"
+    for pattern, why in _MARKUP:
+        found = pattern.search(text)
+        if found:
+            return f"{why} (found {found.group()!r})"
+    return None
+
+
+def _non_empty(text: str) -> str:
+    problem = spoken_text_problem(text)
+    if problem:
+        raise ValueError(problem)
     return text
 
 
@@ -65,8 +92,8 @@ class SpeakerVoice(ParamOverrides):
 
 
 class Line(ParamOverrides):
-    speaker: str = Field(min_length=1)
-    text: str
+    speaker: str = Field(min_length=1, max_length=200)
+    text: str = Field(max_length=MAX_LINE_CHARS)
     pause_after: float | None = Field(None, ge=0, le=30)
 
     _text = field_validator("text")(_non_empty)
@@ -76,10 +103,10 @@ class Chapter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=500)
-    text: str | None = None
+    text: str | None = Field(None, max_length=MAX_PROSE_CHARS)
     speaker: str | None = Field(None, description="Who reads `text`; default: the first speaker in `voices`.")
     lines: list[Line] | None = Field(None, min_length=1)
-    script: str | None = Field(None, min_length=1, description="Path to a `[Speaker] text` file, relative to the manifest.")
+    script: str | None = Field(None, min_length=1, max_length=1000, description="Path to a `[Speaker] text` file, relative to the manifest.")
 
     _text = field_validator("text")(lambda v: v if v is None else _non_empty(v))
 
@@ -165,6 +192,39 @@ def describe_validation_error(err: ValidationError) -> list[str]:
     return problems
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys instead of keeping the last one silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(value: Any, memo: dict[int, int], limit: int) -> int:
+    """How many values the document holds once aliases are expanded (stops counting past `limit`)."""
+    if id(value) in memo:
+        return memo[id(value)]
+    size = 1
+    if isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        children = value
+    else:
+        children = []
+    for child in children:
+        size += _expanded_size(child, memo, limit)
+        if size > limit:
+            break
+    memo[id(value)] = size
+    return size
+
+
 def read_document(path: Path) -> Any:
     """Parse a YAML or JSON file safely; ManifestError when it cannot be read or parsed."""
     try:
@@ -179,20 +239,31 @@ def read_document(path: Path) -> Any:
         raise ManifestError(path, [f"not valid UTF-8 at byte {e.start}; save the file as UTF-8"]) from None
     except OSError as e:
         raise ManifestError(path, [f"cannot read the file ({e.strerror})"]) from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ManifestError(path, [f"line {e.lineno}, column {e.colno}: malformed JSON: {e.msg}"]) from None
-    if path.suffix.lower() not in (".yaml", ".yml"):
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
         raise ManifestError(path, [f"unknown manifest type {path.suffix!r}; use .yaml, .yml or .json"])
     try:
-        return yaml.safe_load(text)
+        if suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except json.JSONDecodeError as e:
+        raise ManifestError(path, [f"line {e.lineno}, column {e.colno}: malformed JSON: {e.msg}"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ManifestError(path, [f"{where}malformed YAML: {problem}"]) from None
+    except RecursionError:
+        raise ManifestError(path, ["nested too deeply to be a manifest; flatten it"]) from None
+    try:
+        too_big = _expanded_size(data, {}, MAX_NODES) > MAX_NODES
+    except RecursionError:
+        raise ManifestError(path, ["nested too deeply to be a manifest; flatten it"]) from None
+    if too_big:
+        raise ManifestError(path, [f"holds more than {MAX_NODES} values once YAML aliases are expanded; "
+                                   "write the values out or split the manifest"])
+    return data
 
 
 def parse_manifest(path: Path) -> Manifest:

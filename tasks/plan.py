@@ -98,7 +98,8 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
             voice = script.voices[line.speaker]
             facts = engines[speaker_engine[line.speaker]]
             params = resolve_params(script, line.speaker, line)
-            texts = chunk_text(line.text, budget) if chapter.prose else [normalise_text(line.text)]
+            # Lines are chunked too: a 10,000-word line must not reach an engine in one piece.
+            texts = chunk_text(line.text, budget)
             for chunk_index, text in enumerate(texts):
                 last = chunk_index == len(texts) - 1
                 jobs.append(RenderJob(

@@ -19,7 +19,6 @@ import numpy as np
 
 from engine.errors import VoicebatchError
 
-LOCK_WAIT_SECONDS = 120.0
 # One connection at a time per process (DuckDB also refuses a read-only and a read-write connection to one
 # file side by side in one process); other processes are waited for at connect().
 _process_lock = threading.Lock()
@@ -138,10 +137,13 @@ def _is_lock_error(err: Exception) -> bool:
 
 
 @contextmanager
-def connect(path: Path, read_only: bool = False, wait: float = LOCK_WAIT_SECONDS) -> Iterator[Any]:
+def connect(path: Path, read_only: bool = False, wait: float | None = None) -> Iterator[Any]:
     """A short-lived connection, migrated to the current schema; waits while another process holds the file."""
     import duckdb
 
+    from engine.settings import get_settings
+
+    wait = get_settings().db_lock_wait if wait is None else wait
     path = Path(path)
     if read_only and not path.exists():
         raise ProvenanceError(f"no provenance database at {path}; render a manifest first, or set VOICEBATCH_DB_PATH")
@@ -215,16 +217,16 @@ def schema_version(con) -> int:
 
 
 def _column_arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    columns = list(rows[0])
-    return {c: np.array([r[c] for r in rows], dtype=object) for c in columns}
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    return {c: np.array([r.get(c) for r in rows], dtype=object) for c in columns}
 
 
 def insert_rows(con, table: str, rows: list[dict[str, Any]]) -> None:
     """Bulk insert by column name in one statement (no round trip per row)."""
     if not rows:
         return
-    data = _column_arrays(rows)  # noqa: F841  (read by DuckDB's replacement scan below)
-    columns = ", ".join(rows[0])
+    data = _column_arrays(rows)  # read by DuckDB's replacement scan below
+    columns = ", ".join(data)
     con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM data")
 
 

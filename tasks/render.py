@@ -1,42 +1,23 @@
-"""Rendering: choose and warm the engines a script needs, then render batches into content-addressed takes."""
+"""Engines for a script: which engine speaks each voice, their effective options, loading them warm."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from pydantic import ValidationError
 
-from engine.base import EngineInfo, RenderRequest, VoicePrompt
+from engine.base import EngineInfo, VoicePrompt
 from engine.errors import EngineError
-from engine.pool import get_engine, render_lane, warm_engine
+from engine.pool import get_engine, warm_engine
 from engine.registry import engine_class
-from tasks.assemble import measure
-from tasks.audio_io import write_wav_atomic
-from tasks.cache import take_path
 from tasks.errors import VoiceError
 from tasks.ingest import Script
 from tasks.manifest import describe_validation_error
-from tasks.plan import EngineFacts, RenderBatch
+from tasks.plan import EngineFacts
 from tasks.voices import Voice
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Take:
-    """A rendered chunk on disk, with its measurements."""
-
-    key: str
-    path: str
-    sha256: str
-    duration: float
-    render_seconds: float
-    peak_dbfs: float
-    rms_dbfs: float
-    batch: int | None  # None for a take reused from the cache
 
 
 @dataclass(frozen=True)
@@ -96,31 +77,3 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
 def load_engines(names: list[str], device: str, dtype: str) -> float:
     """Load the engines that have work to do; seconds spent (0 when they were already warm)."""
     return sum(warm_engine(name, device, dtype).load_seconds for name in dict.fromkeys(names))
-
-
-def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path,
-                 device: str, dtype: str) -> list[Take]:
-    """Render one batch in the device's render lane, then write and measure its takes outside the lane."""
-    engine = warm_engine(batch.engine, device, dtype).engine
-    requests = [RenderRequest(job.text, prompts[job.voice_id], job.params, job.key) for job in batch.jobs]
-    with render_lane(engine.device):
-        start = time.perf_counter()
-        try:
-            audios = engine.render(requests)
-        finally:
-            engine.clear_caches()
-        seconds = time.perf_counter() - start
-    if len(audios) != len(requests):
-        raise EngineError(f"engine {batch.engine!r} returned {len(audios)} takes for {len(requests)} requests")
-    total = sum(len(a) for a in audios) or 1
-    takes = []
-    for job, audio in zip(batch.jobs, audios):
-        if audio.size == 0 or not np.all(np.isfinite(audio)):
-            raise EngineError(f"engine {batch.engine!r} produced no usable audio for {job.source} "
-                              f"(chapter {job.chapter + 1}, line {job.line + 1}): {job.text[:60]!r}")
-        path = take_path(takes_dir, job.key)
-        digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
-        m = measure(audio)
-        takes.append(Take(job.key, str(path), digest, m["duration"], seconds * len(audio) / total,
-                          m["peak_dbfs"], m["rms_dbfs"], batch.index))
-    return takes

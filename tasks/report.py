@@ -23,7 +23,7 @@ def summary_markdown(title: str, run_id: str, rows: list[dict[str, Any]], output
         c = chapters.setdefault(r["chapter"], {"takes": 0, "rendered": 0, "seconds": 0.0})
         c["takes"] += 1
         c["rendered"] += 0 if r["cache_hit"] else 1
-        c["seconds"] += r["duration"] or 0.0
+        c["seconds"] += r.get("duration") or 0.0
     lines = [f"# {title}", "", f"Run `{run_id}`: {len(rows)} takes, {rendered} rendered, "
              f"{len(rows) - rendered} reused from the cache; {wall_seconds:.1f} s wall, model load {load_seconds:.1f} s.",
              "", "| chapter | file | takes | rendered | reused | audio (s) | output |", "|---|---|---|---|---|---|---|"]
@@ -33,6 +33,11 @@ def summary_markdown(title: str, run_id: str, rows: list[dict[str, Any]], output
         state = "reused" if out.get("reused") else "written"
         lines.append(f"| {index + 1}. {out.get('title', '')} | `{out.get('path', '')}` | {c['takes']} | {c['rendered']} "
                      f"| {c['takes'] - c['rendered']} | {c['seconds']:.1f} | {state} |")
+    failed = [r for r in rows if r.get("status") == "failed"]
+    if failed:
+        lines += ["", f"**{len(failed)} takes failed**; their chapters and the book were not assembled. "
+                  "Run again to retry only these:", "", "| chapter | line | text | error |", "|---|---|---|---|"]
+        lines += [f"| {r['chapter'] + 1} | {r['line'] + 1} | {r['text'][:60]} | {r['error']} |" for r in failed]
     book = next((o for o in outputs if o["kind"] == "book"), None)
     if book:
         lines += ["", f"Book: `{book['path']}` ({book['duration']:.1f} s, {'reused' if book['reused'] else 'written'})."]
@@ -41,8 +46,8 @@ def summary_markdown(title: str, run_id: str, rows: list[dict[str, Any]], output
 
 def take_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"chapter": r["chapter"] + 1, "line": r["line"] + 1, "chunk": r["chunk"] + 1, "speaker": r["speaker"],
-             "voice": r["voice_id"], "engine": r["engine"], "seed": r["seed"], "cache": "hit" if r["cache_hit"] else "rendered",
-             "duration_s": round(r["duration"] or 0.0, 3), "render_s": round(r["render_seconds"] or 0.0, 3),
+             "voice": r["voice_id"], "engine": r["engine"], "seed": r["seed"], "cache": "failed" if r.get("status") == "failed" else "hit" if r["cache_hit"] else "rendered",
+             "duration_s": round(r.get("duration") or 0.0, 3), "render_s": round(r.get("render_seconds") or 0.0, 3),
              "text": r["text"][:120]} for r in rows]
 
 
@@ -69,7 +74,11 @@ class Progress:
 
 
 def publish(title: str, summary: str, table: list[dict[str, Any]]) -> None:
+    """The run's summary and take table as artifacts; the run is already recorded, so a failure here only warns."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    create_markdown_artifact(summary, key=artifact_key(title, "summary"), description=f"voicebatch run of {title}")
-    create_table_artifact(table, key=artifact_key(title, "takes"), description="one row per take")
+    try:
+        create_markdown_artifact(summary, key=artifact_key(title, "summary"), description=f"voicebatch run of {title}")
+        create_table_artifact(table, key=artifact_key(title, "takes"), description="one row per take")
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not publish the run report to Prefect: %s", e)

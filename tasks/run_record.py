@@ -9,7 +9,8 @@ from tasks.cache import CachedFile
 from tasks.export import OutputFile
 from tasks.plan import RenderJob
 from tasks.provenance import as_json
-from tasks.render import EngineSetup, Take
+from tasks.batch_render import RenderFailure, Take
+from tasks.render import EngineSetup
 
 
 def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: datetime) -> dict[str, Any]:
@@ -25,23 +26,29 @@ def take_from_row(row: dict[str, Any]) -> Take:
 
 
 def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits: dict[str, dict[str, Any]],
-                setup: EngineSetup, now: datetime) -> list[dict[str, Any]]:
-    """One row per planned chunk, cache hits included (marked, with the run that rendered the take)."""
+                setup: EngineSetup, now: datetime, failures: dict[str, RenderFailure] | None = None) -> list[dict[str, Any]]:
+    """One row per planned chunk: cache hits marked (with the run that rendered the take), failed jobs with
+    their error."""
     rows = []
+    failures = failures or {}
     for job in jobs:
-        take, info = takes[job.key], setup.infos[job.engine]
-        hit = job.key in hits
-        rows.append(dict(
+        info = setup.infos[job.engine]
+        row = dict(
             run_id=run_id, chapter=job.chapter, line=job.line, chunk=job.chunk, source=job.source,
             speaker=job.speaker, voice_id=job.voice_id,
             voice_sha256=setup.prompts[job.engine][job.voice_id].content_hash, engine=job.engine, model=info.model,
             revision=info.revision, device=info.device, dtype=info.dtype,
             engine_options=as_json(setup.facts[job.engine].options[job.voice_id]), text=job.text,
-            params=as_json(job.params.model_dump()), seed=job.params.seed, batch=take.batch, cache_key=job.key,
-            take_path=take.path, take_sha256=take.sha256, duration=take.duration,
-            render_seconds=take.render_seconds, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
-            status="rendered", error=None, created_at=now, cache_hit=hit,
-            take_run_id=hits[job.key].get("run_id") if hit else run_id))
+            params=as_json(job.params.model_dump()), seed=job.params.seed, cache_key=job.key, created_at=now,
+            cache_hit=job.key in hits)
+        if job.key in failures:
+            rows.append({**row, "status": "failed", "error": failures[job.key].error})
+            continue
+        take = takes[job.key]
+        rows.append({**row, "device": take.device or info.device, "batch": take.batch, "take_path": take.path,
+                     "take_sha256": take.sha256, "duration": take.duration, "render_seconds": take.render_seconds,
+                     "peak_dbfs": take.peak_dbfs, "rms_dbfs": take.rms_dbfs, "status": "rendered", "error": None,
+                     "take_run_id": hits[job.key].get("run_id") if job.key in hits else run_id})
     return rows
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import cache, export, ingest, render
+from tasks import batch_render, cache, export, ingest, render
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -16,6 +16,6 @@ ingest_manifest = task(name="ingest", **_plain)(ingest.ingest)
 prepare_engines = task(name="choose engines", **_plain)(render.prepare_engines)
 load_engines = task(name="load engines", **_plain)(render.load_engines)
 find_cached_takes = task(name="find cached takes", **_plain)(cache.find_takes)
-render_batch = task(name="render", task_run_name="render {batch.name}", tags=["render-lane"], **_plain)(render.render_batch)
+render_batch = task(name="render", task_run_name="render {batch.name}", tags=["render-lane"], **_plain)(batch_render.render_batch)
 export_chapter = task(name="assemble chapter", task_run_name="chapter: {title}", **_plain)(export.export_chapter)
 export_book = task(name="assemble book", **_plain)(export.export_book)

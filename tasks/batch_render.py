@@ -1,0 +1,152 @@
+"""Rendering a batch into content-addressed takes, in the device's render lane, surviving engine faults.
+
+A batch that raises is split in half and each half retried, down to single jobs; a take that comes back
+unusable (not finite, empty, or absurdly long for its words) is retried alone. A job that still fails is
+reported as a RenderFailure while every other job of the batch completes. An operator the MPS backend
+lacks sends that job to the CPU copy of the engine, and the take records the device that made it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.base import SAMPLE_RATE, Engine, RenderRequest, VoicePrompt
+from engine.errors import EngineError
+from engine.pool import render_lane, warm_engine
+from tasks.assemble import measure
+from tasks.audio_io import write_wav_atomic
+from tasks.cache import take_path
+from tasks.plan import RenderBatch, RenderJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Take:
+    """A rendered chunk on disk, with its measurements."""
+
+    key: str
+    path: str
+    sha256: str
+    duration: float
+    render_seconds: float
+    peak_dbfs: float
+    rms_dbfs: float
+    batch: int | None  # None for a take reused from the cache
+    device: str | None = None  # set when it was made on another device than the engine's (a fallback)
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    key: str
+    error: str
+
+
+@dataclass(frozen=True)
+class TakeLimits:
+    """How long a take may be for its words before it counts as a run-on."""
+
+    seconds_per_word: float = 3.0
+    floor_seconds: float = 15.0
+
+    def ceiling(self, text: str) -> float:
+        return max(self.floor_seconds, self.seconds_per_word * len(text.split()))
+
+
+@dataclass
+class BatchResult:
+    takes: list[Take] = field(default_factory=list)
+    failures: list[RenderFailure] = field(default_factory=list)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    return "OutOfMemory" in type(err).__name__ or "out of memory" in str(err).lower()
+
+
+def is_mps_op_failure(err: BaseException) -> bool:
+    return isinstance(err, (NotImplementedError, RuntimeError)) and "mps" in str(err).lower()
+
+
+def take_problem(audio: np.ndarray, text: str, limits: TakeLimits, rate: int) -> str | None:
+    if audio.size == 0:
+        return "the engine returned no audio"
+    if not np.all(np.isfinite(audio)):
+        return "the engine returned audio with NaN or infinite samples"
+    seconds = audio.size / rate
+    if seconds > limits.ceiling(text):
+        return (f"the take is {seconds:.0f} s long for {len(text.split())} words (limit {limits.ceiling(text):.0f} s, "
+                "VOICEBATCH_TAKE_SECONDS_PER_WORD): a run-on")
+    return None
+
+
+class _BatchRenderer:
+    def __init__(self, batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str,
+                 dtype: str, limits: TakeLimits) -> None:
+        self.batch, self.prompts, self.takes_dir = batch, prompts, takes_dir
+        self.device, self.dtype, self.limits = device, dtype, limits
+        self.result = BatchResult()
+
+    def _call(self, engine: Engine, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float]:
+        requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key) for j in jobs]
+        with render_lane(engine.device):
+            start = time.perf_counter()
+            try:
+                audios = engine.render(requests)
+            finally:
+                engine.clear_caches()
+            seconds = time.perf_counter() - start
+        if len(audios) != len(requests):
+            raise EngineError(f"engine {engine.id!r} returned {len(audios)} takes for {len(requests)} requests")
+        return [np.asarray(a, dtype=np.float32) for a in audios], seconds
+
+    def render(self, jobs: list[RenderJob], engine: Engine, alone_retry: bool = True) -> None:
+        try:
+            audios, seconds = self._call(engine, jobs)
+        except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
+            if is_mps_op_failure(e) and engine.device == "mps":
+                log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
+                return self.render(jobs, warm_engine(self.batch.engine, "cpu", self.dtype).engine, alone_retry)
+            if len(jobs) > 1:
+                half = len(jobs) // 2
+                reason = "out of memory" if is_out_of_memory(e) else f"{type(e).__name__}: {e}"
+                log.warning("batch of %d failed (%s); retrying as %d + %d", len(jobs), reason, half, len(jobs) - half)
+                self.render(jobs[:half], engine)
+                self.render(jobs[half:], engine)
+            elif alone_retry:
+                self.render(jobs, engine, alone_retry=False)
+            else:
+                self.result.failures.append(RenderFailure(jobs[0].key, f"{type(e).__name__}: {e}"))
+            return
+        total = sum(a.size for a in audios) or 1
+        for job, audio in zip(jobs, audios):
+            problem = take_problem(audio, job.text, self.limits, SAMPLE_RATE)
+            if problem and len(jobs) > 1:
+                self.render([job], engine)
+            elif problem:
+                self.result.failures.append(RenderFailure(job.key, problem))
+            else:
+                self._keep(job, audio, seconds * audio.size / total, engine)
+
+    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, engine: Engine) -> None:
+        path = take_path(self.takes_dir, job.key)
+        digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
+        m = measure(audio)
+        fallback = engine.device if engine.device != self.batch_device else None
+        self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
+                                      m["rms_dbfs"], self.batch.index, fallback))
+
+    @property
+    def batch_device(self) -> str:
+        return warm_engine(self.batch.engine, self.device, self.dtype).engine.device
+
+
+def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,
+                 limits: TakeLimits = TakeLimits()) -> BatchResult:
+    """Render one batch; writes and measures takes outside the render lane; faults become RenderFailures."""
+    renderer = _BatchRenderer(batch, prompts, takes_dir, device, dtype, limits)
+    renderer.render(list(batch.jobs), warm_engine(batch.engine, device, dtype).engine)
+    return renderer.result
