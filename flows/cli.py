@@ -19,11 +19,37 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     for path in summary.chapters:
         print(f"  chapter  {path}")
     print(f"  book     {summary.book}")
+    for path in summary.encoded:
+        print(f"  encoded  {path}")
+    _print_loudness(summary.loudness)
+    for warning in summary.warnings:
+        print(f"  warning: {warning}")
     print(f"  {summary.takes_rendered} takes, {summary.audio_seconds:.1f} s of audio; provenance in {summary.database}")
     rest = summary.wall_seconds - summary.load_seconds - summary.render_seconds
     print(f"  time: {total:.1f} s total = Prefect start-up and orchestration {total - summary.wall_seconds:.1f} s"
           f" + model load {summary.load_seconds:.1f} s + rendering {summary.render_seconds:.1f} s"
           f" + planning, assembly and writes {rest:.1f} s")
+
+
+def _db_text(value: float | None, width: int = 6) -> str:
+    if value is None:
+        return "-".rjust(width)
+    return f"{value:{width}.1f}"
+
+
+def _print_loudness(rows: list[dict]) -> None:
+    """One line per chapter: the measurements the presets check, and pass or what failed."""
+    if not rows:
+        return
+    first = rows[0]
+    unit = {"lufs": "LUFS", "rms": "dBFS RMS", "peak": "dBTP"}[first["mode"]]
+    print(f"  loudness ({first['preset']}: {first['target']:g} {unit}, true peak <= {first['ceiling']:g} dBTP):")
+    print(f"    {'title':<32} {'LUFS':>6} {'LRA':>6} {'RMS':>6} {'TP':>6} {'peak':>6} {'floor':>6}")
+    for r in rows:
+        verdict = "pass" if r["passed"] else "FAIL: " + "; ".join(json.loads(r["problems"]))
+        print(f"    {(str(r['chapter'] + 1) + ' ' + r['title'])[:32]:<32} {_db_text(r['integrated_lufs'])} "
+              f"{_db_text(r['loudness_range_lu'])} {_db_text(r['rms_dbfs'])} {_db_text(r['true_peak_dbtp'])} "
+              f"{_db_text(r['sample_peak_dbfs'])} {_db_text(r['noise_floor_dbfs'])}  {verdict}")
 
 
 def cmd_render(args: argparse.Namespace) -> int:

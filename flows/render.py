@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -12,8 +12,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from engine.settings import get_settings
+from flows.deliver import deliver
 from tasks import provenance, steps
-from tasks.export import book_dir, chapter_path
+from tasks.mastering import chapter_loudness_rows, take_level_rows
 from tasks.plan import group_jobs, plan_jobs
 from tasks.render import Take
 
@@ -32,6 +33,9 @@ class RunSummary:
     render_seconds: float
     wall_seconds: float
     database: str
+    loudness: list[dict] = field(default_factory=list)  # per chapter: measurements, pass/fail, problems
+    encoded: list[str] = field(default_factory=list)  # MP3/M4B files (none without ffmpeg)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _render_rows(run_id, jobs, takes: dict[str, Take], setup, now) -> list[dict]:
@@ -74,18 +78,10 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
         futures = [steps.render_batch.submit(b, setup.prompts[b.engine], out / "takes", settings.device, settings.dtype)
                    for b in batches]
+        # Normalisation, mastering and export run in their own pool while the render lane goes on.
+        delivery = deliver(script, jobs, batches, futures, out, logger)
         takes = {t.key: t for f in futures for t in f.result()}
-        take_paths = {k: t.path for k, t in takes.items()}
-
-        defaults = script.manifest.defaults
-        chapter_futures = [
-            steps.export_chapter.submit([j for j in jobs if j.chapter == ch.index], take_paths,
-                                        chapter_path(out, script.manifest.title, ch.index, ch.title), ch.index, ch.title,
-                                        defaults.speaker_pause_duration, defaults.chunk_pause_duration)
-            for ch in script.chapters]
-        chapters = [f.result() for f in chapter_futures]
-        book_path = book_dir(out, script.manifest.title) / f"{book_dir(out, script.manifest.title).name}.wav"
-        book = steps.export_book(chapters, book_path, script.manifest.title)
+        chapters, book = delivery.chapters, delivery.book
     except BaseException as e:
         provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
                                                ended_at=datetime.now(),
@@ -94,14 +90,17 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
     now = datetime.now()
     rows = _render_rows(run_id, jobs, takes, setup, now)
-    outputs = [dict(run_id=run_id, created_at=now, **asdict(o)) for o in [*chapters, book]]
+    outputs = [dict(run_id=run_id, created_at=now, **asdict(o)) for o in [*chapters, book, *delivery.encoded]]
+    loudness = chapter_loudness_rows(run_id, delivery.mastered, delivery.target)
     wall = time.perf_counter() - started
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
         status="completed", ended_at=now, takes_rendered=len(takes), audio_seconds=book.duration,
         wall_seconds=wall, load_seconds=setup.load_seconds, device=first.device, dtype=first.dtype,
-        engines=provenance.as_json({n: asdict(i) for n, i in setup.infos.items()})), rows, outputs)
+        engines=provenance.as_json({n: asdict(i) for n, i in setup.infos.items()})), rows, outputs,
+        extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness})
     return RunSummary(run_id=run_id, status="completed", chapters=[c.path for c in chapters], book=book.path,
                       takes_rendered=len(takes), audio_seconds=book.duration, load_seconds=setup.load_seconds,
                       render_seconds=sum(t.render_seconds for t in takes.values()), wall_seconds=wall,
-                      database=str(db))
+                      database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
+                      encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings)

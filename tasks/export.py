@@ -48,7 +48,8 @@ def export_chapter(jobs: list[RenderJob], take_paths: dict[str, str], path: Path
     return OutputFile("chapter", index, title, str(path), digest, measure(audio)["duration"])
 
 
-def export_book(chapters: list[OutputFile], path: Path, title: str) -> OutputFile:
-    audio = assemble_book([read_mono(Path(c.path))[0] for c in chapters])
+def export_book(chapters: list[OutputFile], path: Path, title: str, room_tone_dbfs: float | None = None) -> OutputFile:
+    """The chapters in order with a gap between them (room tone at that level, else digital silence)."""
+    audio = assemble_book([read_mono(Path(c.path))[0] for c in chapters], room_tone_dbfs=room_tone_dbfs)
     digest = write_wav_atomic(path, audio)
     return OutputFile("book", None, title, str(path), digest, measure(audio)["duration"])

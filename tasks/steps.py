@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import export, ingest, render
+from tasks import encode, export, ingest, mastering, render
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -17,3 +17,7 @@ prepare_engines = task(name="warm engines", **_plain)(render.prepare_engines)
 render_batch = task(name="render", task_run_name="render {batch.name}", tags=["render-lane"], **_plain)(render.render_batch)
 export_chapter = task(name="assemble chapter", task_run_name="chapter: {title}", **_plain)(export.export_chapter)
 export_book = task(name="assemble book", **_plain)(export.export_book)
+normalise_takes = task(name="normalise takes", **_plain)(mastering.normalise_takes)
+master_chapter = task(name="master chapter", task_run_name="master: {title}", **_plain)(mastering.master_chapter)
+encode_chapter_mp3 = task(name="encode chapter mp3", **_plain)(encode.encode_chapter_mp3)
+encode_book = task(name="encode book", task_run_name="encode {kind}", **_plain)(encode.encode_book)
