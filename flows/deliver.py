@@ -72,7 +72,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch],
             if ffmpeg:
                 encodes.append(pool.submit(steps.encode_chapter_mp3, dict(
                     ffmpeg=ffmpeg, chapter=mastered[-1].output, book_title=manifest.title, author=manifest.author,
-                    track=i + 1, tracks=len(chapter_futures))))
+                    track=i + 1, tracks=len(chapter_futures), ceiling_dbtp=target.ceiling)))
         chapters = [m.output for m in mastered]
         directory = book_dir(out, manifest.title)
         book = steps.export_book(chapters, directory / f"{directory.name}.wav", manifest.title,
@@ -80,7 +80,8 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch],
         warnings = []
         if ffmpeg:
             encodes += [pool.submit(steps.encode_book, dict(ffmpeg=ffmpeg, book=book, chapters=chapters,
-                                                            author=manifest.author, kind=kind))
+                                                            author=manifest.author, kind=kind,
+                                                            ceiling_dbtp=target.ceiling))
                         for kind in ("book_m4b", "book_mp3")]
         else:
             warnings.append(NO_FFMPEG)

@@ -3,6 +3,7 @@
 the caller keeps its WAVs and says how to get the rest."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -15,9 +16,13 @@ from engine.errors import VoicebatchError
 from tasks.assemble import CHAPTER_GAP_SECONDS
 from tasks.export import OutputFile
 
+log = logging.getLogger(__name__)
+
 DELIVERY_RATE = 44_100  # Hz: ACX asks for 44.1 kHz MP3
 MP3_BITRATE = "192k"  # ACX: constant bit rate of at least 192 kbps
-AAC_BITRATE = "96k"  # mono speech: transparent enough, a small audiobook file
+AAC_BITRATE = "128k"  # ffmpeg's native AAC at 96k overshot peaks by 2.4 dB on the dialogue demo; 128k by 0.1
+PEAK_RETRIES = 4
+PEAK_RETRY_MARGIN_DB = 0.2  # when an encoded file overshoots the ceiling, re-encode this much under it
 FFMPEG_TIMEOUT_SECONDS = 3600
 NO_FFMPEG = ("ffmpeg was not found on PATH, so only WAV files were written. For MP3 and M4B with chapter markers, "
              "install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg) and render again")
@@ -83,24 +88,60 @@ def _run_ffmpeg(ffmpeg: str, args: list[str], target: Path, container: str) -> s
     return sha256_file(target)
 
 
+def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
+    """The true peak of an encoded file as a player decodes it."""
+    import numpy as np
+
+    from tasks.limiter import true_peak_dbtp
+
+    done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
+                           "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"], capture_output=True,
+                          timeout=FFMPEG_TIMEOUT_SECONDS)
+    if done.returncode != 0:
+        raise EncodeError(f"ffmpeg could not decode {path} to check its peaks: {done.stderr.decode()[-800:]}")
+    return true_peak_dbtp(np.frombuffer(done.stdout, dtype=np.float32), DELIVERY_RATE)
+
+
+def _encode_under_ceiling(ffmpeg: str, args: list[str], target: Path, container: str,
+                          ceiling_dbtp: float | None) -> str:
+    """Encode; when the codec pushed a true peak over the ceiling, encode again that much quieter (codecs
+    add inter-sample peaks the WAV never had)."""
+    digest = _run_ffmpeg(ffmpeg, args, target, container)
+    if ceiling_dbtp is None:
+        return digest
+    reduction = 0.0
+    for attempt in range(PEAK_RETRIES + 1):
+        over = encoded_true_peak_dbtp(ffmpeg, target) - ceiling_dbtp
+        if over <= 0:
+            break
+        if attempt == PEAK_RETRIES:
+            raise EncodeError(f"{target}: the encoder keeps the true peak over the {ceiling_dbtp:g} dBTP ceiling even "
+                              f"{reduction:.1f} dB quieter; lower loudness.target or raise loudness.ceiling")
+        reduction += over + PEAK_RETRY_MARGIN_DB
+        log.warning("%s: the encoder raised the true peak %.2f dB over the %g dBTP ceiling; encoding it %.2f dB "
+                    "quieter", target, over, ceiling_dbtp, reduction)
+        digest = _run_ffmpeg(ffmpeg, [*args, "-af", f"volume={-reduction:.2f}dB"], target, container)
+    return digest
+
+
 def _tags(**tags: str | None) -> list[str]:
     return [arg for name, value in tags.items() if value for arg in ("-metadata", f"{name}={value}")]
 
 
 def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author: str | None,
-                       track: int, tracks: int) -> OutputFile:
+                       track: int, tracks: int, ceiling_dbtp: float | None = None) -> OutputFile:
     """One chapter as 44.1 kHz mono CBR MP3 with ID3 title, artist, album and track number."""
     target = Path(chapter.path).with_suffix(".mp3")
     args = ["-i", chapter.path, "-map", "0:a", "-ac", "1", "-ar", str(DELIVERY_RATE), "-c:a", "libmp3lame",
             "-b:a", MP3_BITRATE, "-id3v2_version", "3",
             *_tags(title=chapter.title, artist=author, album_artist=author, album=book_title,
                    track=f"{track}/{tracks}", genre="Audiobook")]
-    digest = _run_ffmpeg(ffmpeg, args, target, "mp3")
+    digest = _encode_under_ceiling(ffmpeg, args, target, "mp3", ceiling_dbtp)
     return OutputFile("chapter_mp3", chapter.chapter, chapter.title, str(target), digest, chapter.duration)
 
 
 def encode_book(ffmpeg: str, book: OutputFile, chapters: list[OutputFile], author: str | None,
-                kind: str) -> OutputFile:
+                kind: str, ceiling_dbtp: float | None = None) -> OutputFile:
     """The whole book as `book_m4b` (AAC, MP4 container) or `book_mp3` (ID3 chapter frames), chapter markers at
     the chapter boundaries and the manifest's title and author."""
     suffix, container, codec = {"book_m4b": (".m4b", "ipod", ["-c:a", "aac", "-b:a", AAC_BITRATE]),
@@ -113,7 +154,7 @@ def encode_book(ffmpeg: str, book: OutputFile, chapters: list[OutputFile], autho
     try:
         args = ["-i", book.path, "-f", "ffmetadata", "-i", f.name, "-map", "0:a", "-map_metadata", "1",
                 "-map_chapters", "1", "-ac", "1", "-ar", str(DELIVERY_RATE), *codec]
-        digest = _run_ffmpeg(ffmpeg, args, target, container)
+        digest = _encode_under_ceiling(ffmpeg, args, target, container, ceiling_dbtp)
     finally:
         Path(f.name).unlink(missing_ok=True)
     return OutputFile(kind, None, book.title, str(target), digest, book.duration)

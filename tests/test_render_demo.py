@@ -12,6 +12,7 @@ import yaml
 
 from tasks.assemble import FADE_SECONDS
 from tasks.audio_io import read_mono
+from tasks.loudness import PRESET_TARGETS
 
 RATE = 24_000
 
@@ -49,7 +50,7 @@ def test_chapters_hold_their_takes_in_manifest_order_with_the_pauses(demo_runs, 
     chunk_pause = defaults.get("chunk_pause_duration", 0.3)
     fade = int(FADE_SECONDS * RATE)
     for index, chapter_path in enumerate(summary.chapters):
-        takes = rows(summary.database, "SELECT line, chunk, speaker, text, take_path, duration FROM renders "
+        takes = rows(summary.database, "SELECT line, chunk, speaker, text, take_path, duration, cache_key FROM renders "
                      "WHERE run_id = ? AND chapter = ? ORDER BY line, chunk", [summary.run_id, index])
         spec = manifest["chapters"][index]
         if "lines" in spec:
@@ -63,20 +64,28 @@ def test_chapters_hold_their_takes_in_manifest_order_with_the_pauses(demo_runs, 
         else:
             assert " ".join(t["text"] for t in takes).split() == spec["text"].split()
             pauses = {}
+        (loud,) = rows(summary.database, "SELECT chapter_gain_db FROM chapter_loudness WHERE run_id = ? AND chapter = ?",
+                       [summary.run_id, index])
+        normalised = {r["key"]: r["path"] for r in rows(summary.database, "SELECT key, path FROM take_levels "
+                                                                          "WHERE run_id = ?", [summary.run_id])}
+        chapter_gain = 10 ** (loud["chapter_gain_db"] / 20)
         chapter, _ = read_mono(Path(chapter_path))
-        offset, expected_length = 0, 0
+        head = round(PRESET_TARGETS["audiobook"].head_seconds * RATE)  # the demos use the default preset
+        offset, expected_length = head, head
         for i, take in enumerate(takes):
-            audio, _ = read_mono(Path(take["take_path"]))
+            audio, _ = read_mono(Path(normalised[take["cache_key"]]))
             inner = slice(offset + fade, offset + len(audio) - fade)
-            # 16-bit export of the float take, nothing else: the take sits exactly here in the chapter.
-            np.testing.assert_allclose(chapter[inner], audio[fade:len(audio) - fade], atol=2.0 / 32768)
+            # The normalised take times the chapter's correction, under room tone at -75 dBFS: it sits here.
+            np.testing.assert_allclose(chapter[inner], chapter_gain * audio[fade:len(audio) - fade], atol=0.02)
+            assert np.median(np.abs(chapter[inner] - chapter_gain * audio[fade:len(audio) - fade])) < 1e-3
             gap = 0.0
             if i + 1 < len(takes):
                 last_chunk = takes[i + 1]["line"] != take["line"]
                 pause = pauses.get(take["line"]) if last_chunk else None
                 gap = pause if pause is not None else (
                     chunk_pause if takes[i + 1]["speaker"] == take["speaker"] else speaker_pause)
-                assert np.max(np.abs(chapter[offset + len(audio): offset + len(audio) + round(gap * RATE)])) == 0
+                pause_audio = chapter[offset + len(audio): offset + len(audio) + round(gap * RATE)].astype(np.float64)
+                assert 0 < np.sqrt(np.mean(pause_audio**2)) < 10 ** (-60 / 20)  # room tone: not silence, not loud
             offset += len(audio) + round(gap * RATE)
             expected_length += len(audio) + round(gap * RATE)
         assert len(chapter) >= expected_length
@@ -100,7 +109,9 @@ def test_provenance_rows_match_the_run(demo_runs, root):
             assert hashlib.sha256(Path(r["take_path"]).read_bytes()).hexdigest() == r["take_sha256"]
             assert r["status"] == "rendered" and r["duration"] > 0.3 and r["render_seconds"] > 0
         outputs = rows(summary.database, "SELECT * FROM outputs WHERE run_id = ?", [summary.run_id])
-        assert sorted(o["path"] for o in outputs) == sorted([*summary.chapters, summary.book])
+        wavs = [o["path"] for o in outputs if o["kind"] in ("chapter", "book")]
+        assert sorted(wavs) == sorted([*summary.chapters, summary.book])
+        assert sorted(o["path"] for o in outputs if o["kind"] not in ("chapter", "book")) == sorted(summary.encoded)
         for o in outputs:
             assert hashlib.sha256(Path(o["path"]).read_bytes()).hexdigest() == o["sha256"]
         with get_client(sync_client=True) as client:
