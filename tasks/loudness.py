@@ -17,7 +17,7 @@ MAX_GAIN_DB = 40.0  # a take quieter than this much under the target is a proble
 GATE_BLOCK_SECONDS = 0.4  # BS.1770 gating block
 NOISE_WINDOW_SECONDS = 0.05
 NOISE_PERCENTILE = 5  # the noise floor is read in the quietest windows: the pauses and the room tone
-NORMALISE_ROUNDS = 4  # gain, limit, re-measure: limiting lowers loudness a little, so converge on the target
+NORMALISE_ROUNDS = 6  # gain, limit, re-measure: limiting lowers loudness a little, so converge on the target
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,18 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
     aim = min(target.target, target.limit_at) if target.mode == "peak" else target.target
     envelope = true_peak_envelope(x, rate)  # scales with gain: computed once, not once per round
     gain, out, now = 0.0, x, before
+    slope = 1.0  # level change per dB of gain: below 1 once the limiter takes part of each step
     for _ in range(NORMALISE_ROUNDS):
         step = aim - now
         if abs(step) < 0.02 and gain:
             break
-        gain = float(np.clip(gain + step, -MAX_GAIN_DB, MAX_GAIN_DB))
+        previous_gain, previous_level = gain, now
+        gain = float(np.clip(gain + step / slope, -MAX_GAIN_DB, MAX_GAIN_DB))
         scale = 10 ** (gain / 20)
         out = limit_true_peak(x * scale, target.limit_at, rate, envelope=envelope * scale)
         now = level(out, target.mode, rate)
+        if abs(gain - previous_gain) > 1e-3:
+            slope = float(np.clip((now - previous_level) / (gain - previous_gain), 0.25, 1.0))
     out, peak = enforce_ceiling(out, target.limit_at, rate)
     return out, Adjustment(before, gain, level(out, target.mode, rate), peak)
 
