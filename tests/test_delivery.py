@@ -6,12 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 
+from conftest import rows
 from meters import ebur128, ffprobe
 from tasks.assemble import CHAPTER_GAP_SECONDS
 from tasks.encode import NO_FFMPEG
@@ -20,16 +20,6 @@ from tasks.loudness import resolve_target
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (.ci/run installs it)")
 PROSE = ("The lamp room was warm, and the glass hummed faintly as the light turned. Ava wiped the lens with a soft "
          "cloth, the way her father had shown her, and watched the beam sweep over the grey water.")
-
-
-def rows(db: str, sql: str, params=()):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def small_manifest(root: Path, folder: Path, name: str, loudness: dict | None) -> Path:

@@ -4,27 +4,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 
 from tasks.assemble import FADE_SECONDS
+from conftest import rows
 from tasks.audio_io import read_mono
 from tasks.loudness import PRESET_TARGETS
 
 RATE = 24_000
-
-
-def rows(db: str, sql: str, params=()):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def test_every_output_is_24k_mono_and_not_silent(demo_runs):
