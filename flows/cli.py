@@ -22,6 +22,11 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
         print(f"  chapter  {path}")
     if summary.book:
         print(f"  book     {summary.book}")
+    for path in summary.encoded:
+        print(f"  encoded  {path}")
+    _print_loudness(summary.loudness)
+    for warning in summary.warnings:
+        print(f"  warning: {warning}")
     for failure in summary.failures:
         print(f"  FAILED   chapter {failure['chapter'] + 1}, line {failure['line'] + 1} ({failure['source']}): "
               f"{failure['text'][:50]!r}: {failure['error']}")
@@ -35,6 +40,27 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     print(f"  time: {total:.1f} s total = Prefect start-up and orchestration {total - summary.wall_seconds:.1f} s"
           f" + model load {summary.load_seconds:.1f} s + rendering {summary.render_seconds:.1f} s"
           f" + planning, assembly and writes {rest:.1f} s")
+
+
+def _db_text(value: float | None, width: int = 6) -> str:
+    if value is None:
+        return "-".rjust(width)
+    return f"{value:{width}.1f}"
+
+
+def _print_loudness(rows: list[dict]) -> None:
+    """One line per chapter: the measurements the presets check, and pass or what failed."""
+    if not rows:
+        return
+    first = rows[0]
+    unit = {"lufs": "LUFS", "rms": "dBFS RMS", "peak": "dBTP"}[first["mode"]]
+    print(f"  loudness ({first['preset']}: {first['target']:g} {unit}, true peak <= {first['ceiling']:g} dBTP):")
+    print(f"    {'title':<32} {'LUFS':>6} {'LRA':>6} {'RMS':>6} {'TP':>6} {'peak':>6} {'floor':>6}")
+    for r in rows:
+        verdict = "pass" if r["passed"] else "FAIL: " + "; ".join(json.loads(r["problems"]))
+        print(f"    {(str(r['chapter'] + 1) + ' ' + r['title'])[:32]:<32} {_db_text(r['integrated_lufs'])} "
+              f"{_db_text(r['loudness_range_lu'])} {_db_text(r['rms_dbfs'])} {_db_text(r['true_peak_dbtp'])} "
+              f"{_db_text(r['sample_peak_dbfs'])} {_db_text(r['noise_floor_dbfs'])}  {verdict}")
 
 
 def cmd_render(args: argparse.Namespace) -> int:

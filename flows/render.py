@@ -6,24 +6,21 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
-import soundfile as sf
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from engine.settings import get_settings
 from tasks import cache, provenance, report, run_record, steps
-from tasks.export import OutputFile, book_dir, chapter_path
+from flows.deliver import deliver
+from tasks.mastering import take_level_rows
 from tasks.plan import group_jobs, plan_jobs
 from engine.errors import UserInputError
-from tasks.batch_render import RenderFailure, Take, TakeLimits
-
-ASSEMBLY_VERSION = "1"  # bump when assembly changes the sound of a chapter: it is in the chapter fingerprint
+from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 
 
 @dataclass
@@ -41,19 +38,9 @@ class RunSummary:
     render_seconds: float
     wall_seconds: float
     database: str
-
-
-def _chapter_fingerprints(script, jobs, takes: dict[str, Take]) -> dict[int, str]:
-    d = script.manifest.defaults
-    chapters = {j.chapter for j in jobs}
-    return {ch.index: cache.fingerprint({
-        "takes": [(j.key, takes[j.key].sha256, j.speaker, j.pause_after) for j in jobs if j.chapter == ch.index],
-        "pauses": [d.speaker_pause_duration, d.chunk_pause_duration], "assembly": ASSEMBLY_VERSION})
-        for ch in script.chapters if ch.index in chapters}
-
-
-def _reused_output(kind: str, chapter: int | None, title: str, record: cache.CachedFile) -> OutputFile:
-    return OutputFile(kind, chapter, title, record.path, record.sha256, sf.info(record.path).duration)
+    loudness: list[dict] = field(default_factory=list)  # per chapter: measurements, pass/fail, problems
+    encoded: list[str] = field(default_factory=list)  # MP3/M4B files (none without ffmpeg)
+    warnings: list[str] = field(default_factory=list)
 
 
 @flow(name="render-manifest", log_prints=True)
@@ -93,46 +80,22 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
                                              limits) for b in batches]
         engine_of = {j.key: j.engine for j in jobs}
+        # Takes are recorded as each batch lands, so a run killed later still reuses them.
+        records = [steps.record_batch.submit(f, engine_of, run_id, db, progress) for f in futures]
+        # Normalisation, mastering and export run in their own pool while the render lane goes on.
+        delivery = deliver(script, jobs, futures, BatchResult(takes=list(takes.values())), out, db, force,
+                           settings.max_output_mb, logger)
+        for record in records:
+            record.result()
         failures: dict[str, RenderFailure] = {}
-        for future in as_completed(futures):
+        for future in futures:
             result = future.result()
-            fresh = result.takes
+            takes.update({t.key: t for t in result.takes})
             failures.update({f.key: f for f in result.failures})
-            now = datetime.now()
-            # Recorded as each batch lands, so a run killed later still reuses these takes.
-            cache.record_takes(db, [run_record.take_row(t, engine_of[t.key], run_id, cache.file_record(
-                Path(t.path), t.sha256), now) for t in fresh])
-            takes.update({t.key: t for t in fresh})
-            progress.advance(len(fresh) + len(result.failures))
-
-        # A chapter with a failed take is not assembled (a hole would go unnoticed), nor is the book.
-        failed_chapters = {j.chapter for j in jobs if j.key in failures}
-        complete = [ch for ch in script.chapters if ch.index not in failed_chapters]
-        fingerprints = _chapter_fingerprints(script, [j for j in jobs if j.chapter not in failed_chapters], takes)
-        paths = {ch.index: chapter_path(out, title, ch.index, ch.title) for ch in complete}
-        book_path = book_dir(out, title) / f"{book_dir(out, title).name}.wav"
-        book_fp = cache.fingerprint([fingerprints[ch.index] for ch in script.chapters]) if not failures else None
-        wanted = {str(paths[i]): fp for i, fp in fingerprints.items()} | ({str(book_path): book_fp} if book_fp else {})
-        reusable = {} if force else cache.reusable_outputs(db, wanted)
-
-        defaults = script.manifest.defaults
-        chapter_futures = {ch.index: steps.export_chapter.submit(
-            [j for j in jobs if j.chapter == ch.index], {k: t.path for k, t in takes.items()}, paths[ch.index],
-            ch.index, ch.title, defaults.speaker_pause_duration, defaults.chunk_pause_duration,
-            settings.max_output_mb) for ch in complete if str(paths[ch.index]) not in reusable}
-        chapters = [chapter_futures[ch.index].result() if ch.index in chapter_futures else
-                    _reused_output("chapter", ch.index, ch.title, reusable[str(paths[ch.index])])
-                    for ch in complete]
-        reused_paths = {str(paths[ch.index]) for ch in complete if ch.index not in chapter_futures}
-        book = None
         if failures:
+            failed_chapters = sorted({j.chapter + 1 for j in jobs if j.key in failures})
             logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
-                           ", ".join(str(i + 1) for i in sorted(failed_chapters)))
-        elif str(book_path) in reusable and not chapter_futures:
-            book = _reused_output("book", None, title, reusable[str(book_path)])
-            reused_paths.add(book.path)
-        else:
-            book = steps.export_book(chapters, book_path, title, settings.max_output_mb)
+                           ", ".join(map(str, failed_chapters)))
     except BaseException as e:
         try:
             provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
@@ -144,25 +107,29 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
     now = datetime.now()
     rows = run_record.render_rows(run_id, jobs, takes, hits, setup, now, failures)
-    files = [*chapters, *([book] if book else [])]
     outputs = [run_record.output_row(run_id, o, cache.file_record(Path(o.path), o.sha256),
-                                     wanted[o.path], o.path in reused_paths, now) for o in files]
+                                     delivery.fingerprints.get(o.path), o.path in delivery.reused, now)
+               for o in delivery.files]
+    loudness = [{**r, "run_id": run_id} for r in delivery.loudness_rows]
     failed = [dict(source=r["source"], chapter=r["chapter"], line=r["line"], chunk=r["chunk"], text=r["text"],
                    error=r["error"]) for r in rows if r["status"] == "failed"]
     status = "partial" if failed else "completed"
     rendered = len(takes) - len(hits)
     wall = time.perf_counter() - started
-    audio = sum(c.duration for c in chapters)
+    audio = sum(c.duration for c in delivery.chapters)
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
         status=status, ended_at=now, takes_rendered=rendered, takes_reused=len(hits), audio_seconds=audio,
         wall_seconds=wall, load_seconds=load_seconds, device=first.device, dtype=first.dtype,
         error=f"{len(failed)} takes failed" if failed else None,
-        engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs)
+        engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
+        extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness})
     report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    report.take_table(rows))
-    return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in chapters],
-                      book=book.path if book else None, takes_rendered=rendered, takes_reused=len(hits),
-                      failures=failed, chapters_written=len(chapter_futures), audio_seconds=audio,
-                      load_seconds=load_seconds, render_seconds=sum(t.render_seconds for t in takes.values()),
-                      wall_seconds=wall, database=str(db))
+    return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
+                      book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
+                      takes_reused=len(hits), failures=failed, chapters_written=len(delivery.mastered),
+                      audio_seconds=audio, load_seconds=load_seconds,
+                      render_seconds=sum(t.render_seconds for t in takes.values()), wall_seconds=wall,
+                      database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
+                      encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings)

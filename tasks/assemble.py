@@ -9,6 +9,7 @@ from engine.base import SAMPLE_RATE
 
 FADE_SECONDS = 0.008  # long enough to hide a step at a join, short enough not to eat a consonant
 CHAPTER_GAP_SECONDS = 2.0  # silence between chapters in the whole-book file
+ROOM_TONE_CUTOFF_HZ = 1500.0  # a dull, even hiss: what a quiet room sounds like through a microphone
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,33 @@ def assemble_chapter(segments: list[Segment], speaker_pause: float, chunk_pause:
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def assemble_book(chapters: list[np.ndarray], gap: float = CHAPTER_GAP_SECONDS, rate: int = SAMPLE_RATE) -> np.ndarray:
-    silence = np.zeros(round(gap * rate), np.float32)
+def room_tone(samples: int, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Low-passed noise at an RMS level: the sound of a quiet room instead of digital silence. Deterministic
+    for a seed, so a re-run writes the same file."""
+    from scipy.signal import lfilter
+
+    if samples <= 0:
+        return np.zeros(0, np.float32)
+    pole = float(np.exp(-2 * np.pi * ROOM_TONE_CUTOFF_HZ / rate))
+    noise = lfilter([1 - pole], [1, -pole], np.random.default_rng(seed).standard_normal(samples))
+    noise *= 10 ** (level_dbfs / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
+    return noise.astype(np.float32)
+
+
+def with_room_tone(audio: np.ndarray, level_dbfs: float | None, head: float = 0.0, tail: float = 0.0,
+                   seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The audio with `head` and `tail` seconds around it, and room tone under all of it (one continuous bed,
+    so the hiss never switches on and off at a line). With no level, the padding is digital silence."""
+    padded = np.concatenate([np.zeros(round(head * rate), np.float32), np.asarray(audio, np.float32),
+                             np.zeros(round(tail * rate), np.float32)])
+    if level_dbfs is None:
+        return padded
+    return padded + room_tone(padded.size, level_dbfs, seed, rate)
+
+
+def assemble_book(chapters: list[np.ndarray], gap: float = CHAPTER_GAP_SECONDS, rate: int = SAMPLE_RATE,
+                  room_tone_dbfs: float | None = None) -> np.ndarray:
+    silence = with_room_tone(np.zeros(round(gap * rate), np.float32), room_tone_dbfs, rate=rate)
     parts: list[np.ndarray] = []
     for i, audio in enumerate(chapters):
         if i:

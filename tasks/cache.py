@@ -28,6 +28,7 @@ class CachedFile:
     sha256: str
     bytes: int
     mtime_ns: int
+    duration: float | None = None
 
 
 def take_path(takes_dir: Path, key: str) -> Path:
@@ -124,12 +125,12 @@ def reusable_outputs(db: Path, fingerprints: dict[str, str]) -> dict[str, Cached
         return {}
     with provenance.connect(db) as con:
         found = con.execute("""
-            SELECT path, fingerprint, sha256, bytes, mtime_ns FROM outputs
+            SELECT path, fingerprint, sha256, bytes, mtime_ns, duration FROM outputs
             WHERE path IN (SELECT unnest(?::VARCHAR[]))
             QUALIFY row_number() OVER (PARTITION BY path ORDER BY created_at DESC) = 1""",
                             [list(fingerprints)]).fetchall()
     out = {}
-    for path, fp, sha, size, mtime in found:
+    for path, fp, sha, size, mtime, duration in found:
         if fp == fingerprints[path] and still_valid(Path(path), sha, size, mtime):
-            out[path] = CachedFile(path, sha, size, mtime)
+            out[path] = CachedFile(path, sha, size, mtime, duration)
     return out

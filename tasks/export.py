@@ -41,7 +41,7 @@ class OutputTooLarge(VoicebatchError):
     """An output file would exceed the configured size limit."""
 
 
-def _check_size(path: Path, samples: int, max_mb: float) -> None:
+def check_size(path: Path, samples: int, max_mb: float) -> None:
     size_mb = (samples * 2 + 44) / 1024**2  # 16-bit mono WAV
     if size_mb > max_mb:
         raise OutputTooLarge(f"{path} would be {size_mb:.0f} MB, over VOICEBATCH_MAX_OUTPUT_MB={max_mb:.0f}; "
@@ -56,13 +56,15 @@ def export_chapter(jobs: list[RenderJob], take_paths: dict[str, str], path: Path
         audio, _ = read_mono(Path(take_paths[job.key]))
         segments.append(Segment(audio, job.speaker, job.line, job.pause_after))
     audio = assemble_chapter(segments, speaker_pause, chunk_pause)
-    _check_size(path, audio.size, max_mb)
+    check_size(path, audio.size, max_mb)
     digest = write_wav_atomic(path, audio)
     return OutputFile("chapter", index, title, str(path), digest, measure(audio)["duration"])
 
 
-def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float = 2048) -> OutputFile:
-    audio = assemble_book([read_mono(Path(c.path))[0] for c in chapters])
-    _check_size(path, audio.size, max_mb)
+def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float = 2048,
+                room_tone_dbfs: float | None = None) -> OutputFile:
+    """The chapters in order with a gap between them (room tone at that level, else digital silence)."""
+    audio = assemble_book([read_mono(Path(c.path))[0] for c in chapters], room_tone_dbfs=room_tone_dbfs)
+    check_size(path, audio.size, max_mb)
     digest = write_wav_atomic(path, audio)
     return OutputFile("book", None, title, str(path), digest, measure(audio)["duration"])

@@ -10,13 +10,14 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.base import DecodingParams
 from tasks.errors import ManifestError
+from tasks.loudness import LoudnessTarget, resolve_target
 
 MAX_MANIFEST_BYTES = 20 * 1024 * 1024
 MAX_NODES = 200_000  # values in the document once YAML aliases are expanded (an alias bomb expands to billions)
@@ -119,6 +120,28 @@ class Chapter(BaseModel):
         return self
 
 
+class Loudness(BaseModel):
+    """How chapters are normalised: a preset, optionally with overrides (see tasks/loudness.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["audiobook", "podcast", "broadcast", "custom"] = "audiobook"
+    mode: Literal["lufs", "rms", "peak"] | None = Field(None, description="Default: the preset's (lufs).")
+    target: float | None = Field(None, ge=-70, le=0, description="LUFS (lufs), dBFS RMS (rms) or dBTP (peak).")
+    ceiling: float | None = Field(None, ge=-20, le=0, description="True-peak ceiling, dBTP.")
+    tolerance: float | None = Field(None, gt=0, le=6, description="LU either side of the target that passes.")
+    room_tone: bool | None = Field(None, description="Room tone instead of digital silence; default: the preset's.")
+    room_tone_dbfs: float | None = Field(None, ge=-96, le=-50, description="Room tone RMS level, dBFS.")
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> "Loudness":
+        self.resolve()
+        return self
+
+    def resolve(self) -> LoudnessTarget:
+        return resolve_target(**self.model_dump())
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -127,6 +150,7 @@ class Manifest(BaseModel):
     scene: str | None = Field(None, max_length=5000, description="Scene description for engines that take one.")
     engine: str | None = Field(None, description="Engine for every voice of this manifest.")
     defaults: Defaults = Field(default_factory=Defaults)
+    loudness: Loudness = Field(default_factory=Loudness)
     voices: dict[str, SpeakerVoice] = Field(min_length=1)
     chapters: list[Chapter] = Field(min_length=1)
 

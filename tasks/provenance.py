@@ -124,10 +124,46 @@ def _m002_take_cache(con) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN forced BOOLEAN DEFAULT false")
 
 
+def _m003_loudness(con) -> None:
+    con.execute("""
+        CREATE TABLE take_levels (
+            run_id VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,       -- the take's cache key (renders.cache_key)
+            path VARCHAR NOT NULL,      -- the normalised take
+            sha256 VARCHAR NOT NULL,
+            mode VARCHAR NOT NULL,      -- lufs, rms, peak: the unit of the levels below
+            level_before DOUBLE,
+            gain_db DOUBLE,
+            level_after DOUBLE,
+            true_peak_dbtp DOUBLE
+        )""")
+    con.execute("""
+        CREATE TABLE chapter_loudness (
+            run_id VARCHAR NOT NULL,
+            chapter INTEGER NOT NULL,
+            title VARCHAR,
+            path VARCHAR NOT NULL,
+            preset VARCHAR NOT NULL,
+            mode VARCHAR NOT NULL,
+            target DOUBLE,
+            ceiling DOUBLE,             -- dBTP
+            chapter_gain_db DOUBLE,     -- the correction after assembly
+            integrated_lufs DOUBLE,
+            loudness_range_lu DOUBLE,
+            rms_dbfs DOUBLE,
+            true_peak_dbtp DOUBLE,
+            sample_peak_dbfs DOUBLE,
+            noise_floor_dbfs DOUBLE,
+            passed BOOLEAN NOT NULL,
+            problems VARCHAR            -- JSON list of sentences
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
     ("002_take_cache", _m002_take_cache),
+    ("003_loudness", _m003_loudness),
 ]
 
 
@@ -257,14 +293,17 @@ def start_run(db: Path, row: dict[str, Any]) -> None:
 
 
 def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dict[str, Any]],
-               outputs: list[dict[str, Any]]) -> None:
-    """Close a run: its render and output rows and its final status, all in one transaction."""
+               outputs: list[dict[str, Any]], extra: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """Close a run: its render and output rows, rows for any `extra` tables, and its final status, all in one
+    transaction."""
     sets = ", ".join(f"{k} = ?" for k in updates)
     with connect(db) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             insert_rows(con, "renders", renders)
             insert_rows(con, "outputs", outputs)
+            for table, table_rows in (extra or {}).items():
+                insert_rows(con, table, table_rows)
             con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*updates.values(), run_id])
             con.execute("COMMIT")
         except Exception:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Any
 from uuid import UUID
 
@@ -56,6 +57,7 @@ class Progress:
 
     def __init__(self, key: str, total: int) -> None:
         self.total, self.done, self.id = max(total, 1), 0, None
+        self._lock = threading.Lock()
         try:
             from prefect.artifacts import create_progress_artifact
 
@@ -65,12 +67,13 @@ class Progress:
             log.debug("no progress artifact: %s", e)
 
     def advance(self, count: int) -> None:
-        self.done += count
-        if self.id is None:
-            return
-        from prefect.artifacts import update_progress_artifact
+        with self._lock:
+            self.done += count
+            if self.id is None:
+                return
+            from prefect.artifacts import update_progress_artifact
 
-        update_progress_artifact(self.id, 100.0 * self.done / self.total)
+            update_progress_artifact(self.id, 100.0 * self.done / self.total)
 
 
 def publish(title: str, summary: str, table: list[dict[str, Any]]) -> None:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from tasks import cache
 from tasks.cache import CachedFile
 from tasks.export import OutputFile
 from tasks.plan import RenderJob
 from tasks.provenance import as_json
-from tasks.batch_render import RenderFailure, Take
+from tasks.report import Progress
+from tasks.batch_render import BatchResult, RenderFailure, Take
 from tasks.render import EngineSetup
 
 
@@ -17,6 +20,17 @@ def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: date
     return dict(cache_key=take.key, path=take.path, sha256=take.sha256, bytes=record.bytes, mtime_ns=record.mtime_ns,
                 duration=take.duration, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
                 render_seconds=take.render_seconds, engine=engine, run_id=run_id, created_at=now)
+
+
+def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db: Path,
+                 progress: Progress | None = None) -> int:
+    """Register one batch's takes as soon as it lands, so a run killed later still reuses them."""
+    now = datetime.now()
+    cache.record_takes(db, [take_row(t, engine_of[t.key], run_id, cache.file_record(Path(t.path), t.sha256), now)
+                            for t in result.takes])
+    if progress is not None:
+        progress.advance(len(result.takes) + len(result.failures))
+    return len(result.takes)
 
 
 def take_from_row(row: dict[str, Any]) -> Take:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import batch_render, cache, export, ingest, render
+from tasks import batch_render, cache, encode, export, ingest, mastering, render, run_record
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -19,3 +19,9 @@ find_cached_takes = task(name="find cached takes", **_plain)(cache.find_takes)
 render_batch = task(name="render", task_run_name="render {batch.name}", tags=["render-lane"], **_plain)(batch_render.render_batch)
 export_chapter = task(name="assemble chapter", task_run_name="chapter: {title}", **_plain)(export.export_chapter)
 export_book = task(name="assemble book", **_plain)(export.export_book)
+normalise_takes = task(name="normalise takes", **_plain)(mastering.normalise_takes)
+normalise_batch = task(name="normalise batch", **_plain)(mastering.normalise_batch)
+record_batch = task(name="record takes", **_plain)(run_record.record_batch)
+master_chapter = task(name="master chapter", task_run_name="master: {title}", **_plain)(mastering.master_chapter)
+encode_chapter_mp3 = task(name="encode chapter mp3", **_plain)(encode.encode_chapter_mp3)
+encode_book = task(name="encode book", task_run_name="encode {kind}", **_plain)(encode.encode_book)

@@ -46,6 +46,19 @@ def demo_runs(tmp_path_factory):
     return out, runs
 
 
+def rows(db: str, sql: str, params=()) -> list[dict]:
+    """Query a provenance database read-only: one dict per row."""
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    try:
+        cur = con.execute(sql, list(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `voicebatch` console script in a child process."""
     exe = Path(sys.executable).parent / "voicebatch"

@@ -20,6 +20,12 @@ def test_render_demo_prints_existing_outputs_and_history_lists_the_run(tmp_path,
     printed = [line.split()[-1] for line in result.stdout.splitlines() if line.strip().startswith(("chapter", "book"))]
     assert len(printed) == 6 and all(Path(p).is_file() for p in printed)
     assert "time:" in result.stdout and "model load" in result.stdout
+    # The loudness report: one line per chapter with its measurements and verdict, after the preset.
+    assert result.stdout.count("loudness (audiobook: -19 LUFS, true peak <= -3 dBTP):") == 2
+    report = [line.split() for line in result.stdout.splitlines() if line.strip().endswith(("pass",)) or "FAIL" in line]
+    assert len(report) == 4 and all(r[-1] == "pass" for r in report)
+    encoded = [line.split()[-1] for line in result.stdout.splitlines() if line.strip().startswith("encoded")]
+    assert sorted(Path(p).suffix for p in encoded) == [".m4b"] * 2 + [".mp3"] * 6 and all(Path(p).is_file() for p in encoded)
     assert "Traceback" not in result.stderr and "analytics" not in result.stderr.lower()
 
     history = run_cli("history", "--json", env={"VOICEBATCH_OUTPUT_DIR": str(tmp_path)})

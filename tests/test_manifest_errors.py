@@ -134,3 +134,23 @@ def test_script_file_outside_the_manifest_folder_is_refused(tmp_path, voices_dir
     path = write(inner, mutate(chapters__1={"title": "S", "script": "../secret.txt"}))
     with pytest.raises(ManifestError, match=r"chapters\[1\].script: '../secret.txt' points outside"):
         ingest(path, voices_dir)
+
+
+@pytest.mark.parametrize("loudness,expected", [
+    ({"preset": "custom"}, "loudness: preset 'custom' in mode 'lufs' needs a target (LUFS), e.g. target: -18"),
+    ({"preset": "loud"}, "loudness.preset: Input should be 'audiobook', 'podcast', 'broadcast' or 'custom'"),
+    ({"mode": "ebu"}, "loudness.mode: Input should be 'lufs', 'rms' or 'peak'"),
+    ({"target": 3}, "loudness.target: Input should be less than or equal to 0"),
+    ({"mode": "peak", "target": -0.5, "ceiling": -1}, "loudness: peak target -0.5 dBTP is above the ceiling -1 dBTP"),
+    ({"limiter": True}, "loudness.limiter: unknown key 'limiter'; allowed here: preset, mode, target, ceiling"),
+])
+def test_bad_loudness_settings_are_named(tmp_path, voices_dir, loudness, expected):
+    assert expected in refused(tmp_path, voices_dir, {**GOOD, "loudness": loudness})
+
+
+def test_loudness_block_resolves_presets_and_overrides(tmp_path, voices_dir):
+    script = ingest(write(tmp_path, {**GOOD, "loudness": {"preset": "podcast", "ceiling": -2, "room_tone": True}}),
+                    voices_dir)
+    target = script.manifest.loudness.resolve()
+    assert (target.preset, target.target, target.ceiling, target.room_tone) == ("podcast", -16.0, -2.0, True)
+    assert ingest(write(tmp_path, GOOD, "plain.yaml"), voices_dir).manifest.loudness.resolve().preset == "audiobook"

@@ -4,26 +4,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 
 from tasks.assemble import FADE_SECONDS
+from conftest import rows
 from tasks.audio_io import read_mono
+from tasks.loudness import PRESET_TARGETS
 
 RATE = 24_000
-
-
-def rows(db: str, sql: str, params=()):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def test_every_output_is_24k_mono_and_not_silent(demo_runs):
@@ -49,7 +40,7 @@ def test_chapters_hold_their_takes_in_manifest_order_with_the_pauses(demo_runs, 
     chunk_pause = defaults.get("chunk_pause_duration", 0.3)
     fade = int(FADE_SECONDS * RATE)
     for index, chapter_path in enumerate(summary.chapters):
-        takes = rows(summary.database, "SELECT line, chunk, speaker, text, take_path, duration FROM renders "
+        takes = rows(summary.database, "SELECT line, chunk, speaker, text, take_path, duration, cache_key FROM renders "
                      "WHERE run_id = ? AND chapter = ? ORDER BY line, chunk", [summary.run_id, index])
         spec = manifest["chapters"][index]
         if "lines" in spec:
@@ -63,20 +54,28 @@ def test_chapters_hold_their_takes_in_manifest_order_with_the_pauses(demo_runs, 
         else:
             assert " ".join(t["text"] for t in takes).split() == spec["text"].split()
             pauses = {}
+        (loud,) = rows(summary.database, "SELECT chapter_gain_db FROM chapter_loudness WHERE run_id = ? AND chapter = ?",
+                       [summary.run_id, index])
+        normalised = {r["key"]: r["path"] for r in rows(summary.database, "SELECT key, path FROM take_levels "
+                                                                          "WHERE run_id = ?", [summary.run_id])}
+        chapter_gain = 10 ** (loud["chapter_gain_db"] / 20)
         chapter, _ = read_mono(Path(chapter_path))
-        offset, expected_length = 0, 0
+        head = round(PRESET_TARGETS["audiobook"].head_seconds * RATE)  # the demos use the default preset
+        offset, expected_length = head, head
         for i, take in enumerate(takes):
-            audio, _ = read_mono(Path(take["take_path"]))
+            audio, _ = read_mono(Path(normalised[take["cache_key"]]))
             inner = slice(offset + fade, offset + len(audio) - fade)
-            # 16-bit export of the float take, nothing else: the take sits exactly here in the chapter.
-            np.testing.assert_allclose(chapter[inner], audio[fade:len(audio) - fade], atol=2.0 / 32768)
+            # The normalised take times the chapter's correction, under room tone at -75 dBFS: it sits here.
+            np.testing.assert_allclose(chapter[inner], chapter_gain * audio[fade:len(audio) - fade], atol=0.02)
+            assert np.median(np.abs(chapter[inner] - chapter_gain * audio[fade:len(audio) - fade])) < 1e-3
             gap = 0.0
             if i + 1 < len(takes):
                 last_chunk = takes[i + 1]["line"] != take["line"]
                 pause = pauses.get(take["line"]) if last_chunk else None
                 gap = pause if pause is not None else (
                     chunk_pause if takes[i + 1]["speaker"] == take["speaker"] else speaker_pause)
-                assert np.max(np.abs(chapter[offset + len(audio): offset + len(audio) + round(gap * RATE)])) == 0
+                pause_audio = chapter[offset + len(audio): offset + len(audio) + round(gap * RATE)].astype(np.float64)
+                assert 0 < np.sqrt(np.mean(pause_audio**2)) < 10 ** (-60 / 20)  # room tone: not silence, not loud
             offset += len(audio) + round(gap * RATE)
             expected_length += len(audio) + round(gap * RATE)
         assert len(chapter) >= expected_length
@@ -100,7 +99,9 @@ def test_provenance_rows_match_the_run(demo_runs, root):
             assert hashlib.sha256(Path(r["take_path"]).read_bytes()).hexdigest() == r["take_sha256"]
             assert r["status"] == "rendered" and r["duration"] > 0.3 and r["render_seconds"] > 0
         outputs = rows(summary.database, "SELECT * FROM outputs WHERE run_id = ?", [summary.run_id])
-        assert sorted(o["path"] for o in outputs) == sorted([*summary.chapters, summary.book])
+        wavs = [o["path"] for o in outputs if o["kind"] in ("chapter", "book")]
+        assert sorted(wavs) == sorted([*summary.chapters, summary.book])
+        assert sorted(o["path"] for o in outputs if o["kind"] not in ("chapter", "book")) == sorted(summary.encoded)
         for o in outputs:
             assert hashlib.sha256(Path(o["path"]).read_bytes()).hexdigest() == o["sha256"]
         with get_client(sync_client=True) as client:

@@ -1,0 +1,188 @@
+"""The audio side of a render run, off the render lane: normalise each batch's takes as soon as it renders,
+master each chapter whose takes changed once they are normalised, then the book WAV and the encoded files.
+It runs in its own thread pool sized to the cores, so the render lane never waits for it. Chapter, book and
+encoded files whose fingerprint (their takes' cache keys, pauses, loudness target, code versions) matches
+the newest recorded one, and whose file is intact, are reused instead of written again."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks import cache, steps
+from tasks.batch_render import BatchResult
+from tasks.encode import NO_FFMPEG, find_ffmpeg
+from tasks.export import OutputFile, book_dir, chapter_path
+from tasks.ingest import Script
+from tasks.loudness import LoudnessTarget
+from tasks.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
+from tasks.plan import RenderJob
+
+MASTERING_VERSION = "1"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+
+
+@dataclass
+class Delivery:
+    target: LoudnessTarget
+    chapters: list[OutputFile]  # every complete chapter, written or reused, in order
+    book: OutputFile | None  # None when a chapter is incomplete
+    encoded: list[OutputFile]
+    normalised: list[NormalisedTake]
+    mastered: list[MasteredChapter]  # the chapters written by this run
+    loudness_rows: list[dict]  # one per chapter (reused chapters: their newest recorded report)
+    fingerprints: dict[str, str]  # output path -> fingerprint
+    reused: set[str] = field(default_factory=set)  # output paths found up to date
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[OutputFile]:
+        return [*self.chapters, *([self.book] if self.book else []), *self.encoded]
+
+
+def audio_workers() -> int:
+    """Threads for audio work: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def fingerprints(script: Script, jobs: list[RenderJob], target: LoudnessTarget, out: Path) -> dict[str, str]:
+    """Output path -> fingerprint, for every chapter, the book and the encoded files."""
+    d = script.manifest.defaults
+    common = {"pauses": [d.speaker_pause_duration, d.chunk_pause_duration], "target": asdict(target),
+              "version": MASTERING_VERSION}
+    prints, chapter_prints = {}, []
+    for ch in script.chapters:
+        keys = [(j.key, j.speaker, j.pause_after) for j in jobs if j.chapter == ch.index]
+        fp = cache.fingerprint({"takes": keys, "chapter": ch.index, **common})
+        path = chapter_path(out, script.manifest.title, ch.index, ch.title)
+        prints[str(path)] = fp
+        prints[str(path.with_suffix(".mp3"))] = cache.fingerprint([fp, "mp3", script.manifest.title,
+                                                                   script.manifest.author, len(script.chapters)])
+        chapter_prints.append([fp, ch.title])
+    book = book_path(script, out)
+    book_fp = cache.fingerprint({"chapters": chapter_prints, "author": script.manifest.author, **common})
+    prints[str(book)] = book_fp
+    for suffix in (".m4b", ".mp3"):
+        prints[str(book.with_suffix(suffix))] = cache.fingerprint([book_fp, suffix])
+    return prints
+
+
+def book_path(script: Script, out: Path) -> Path:
+    directory = book_dir(out, script.manifest.title)
+    return directory / f"{directory.name}.wav"
+
+
+def _reused(kind: str, chapter: int | None, title: str, record: cache.CachedFile) -> OutputFile:
+    return OutputFile(kind, chapter, title, record.path, record.sha256, record.duration or 0.0)
+
+
+def deliver(script: Script, jobs: list[RenderJob], rendered: list[PrefectFuture], cached: BatchResult, out: Path,
+            db: Path, force: bool, max_mb: float, logger: logging.Logger | logging.LoggerAdapter) -> Delivery:
+    """`rendered` holds futures of this run's BatchResults; `cached` the takes reused from the cache."""
+    manifest = script.manifest
+    target = manifest.loudness.resolve()
+    takes_dir = out / "takes"
+    prints = fingerprints(script, jobs, target, out)
+    reusable = {} if force else cache.reusable_outputs(db, prints)
+    paths = {ch.index: chapter_path(out, manifest.title, ch.index, ch.title) for ch in script.chapters}
+    to_master = [ch for ch in script.chapters if str(paths[ch.index]) not in reusable]
+    master_keys = {j.key for j in jobs if j.chapter in {ch.index for ch in to_master}}
+    normalised_paths = {k: str(normalised_take_path(takes_dir, target, k)) for k in master_keys}
+    ffmpeg = find_ffmpeg()
+    warnings = [] if ffmpeg else [NO_FFMPEG]
+    if not ffmpeg:
+        logger.warning(NO_FFMPEG)
+
+    with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
+        hits = [t for t in cached.takes if t.key in master_keys]
+        norm_futures = [pool.submit(steps.normalise_takes, dict(takes=hits[i:i + 16], target=target, takes_dir=takes_dir))
+                        for i in range(0, len(hits), 16)]
+        norm_futures += [pool.submit(steps.normalise_batch, dict(result=f, target=target, takes_dir=takes_dir,
+                                                                  keys=master_keys)) for f in rendered]
+        normalised = [n for f in norm_futures for n in f.result()]
+        failed = {f.key for future in rendered for f in future.result().failures}
+        done = {n.key for n in normalised}
+
+        mastered_futures = {}
+        for ch in to_master:
+            chapter_jobs = [j for j in jobs if j.chapter == ch.index]
+            if any(j.key in failed or j.key not in done for j in chapter_jobs):
+                continue  # a chapter with a hole is not written
+            mastered_futures[ch.index] = pool.submit(steps.master_chapter, dict(
+                jobs=chapter_jobs, normalised=normalised_paths, path=paths[ch.index], index=ch.index, title=ch.title,
+                speaker_pause=manifest.defaults.speaker_pause_duration,
+                chunk_pause=manifest.defaults.chunk_pause_duration, target=target, max_mb=max_mb))
+        mastered = {i: f.result() for i, f in mastered_futures.items()}
+        chapters, reused = [], set()
+        for ch in script.chapters:
+            if ch.index in mastered:
+                chapters.append(mastered[ch.index].output)
+            elif str(paths[ch.index]) in reusable:
+                chapters.append(_reused("chapter", ch.index, ch.title, reusable[str(paths[ch.index])]))
+                reused.add(chapters[-1].path)
+
+        encodes, encoded = [], []
+        complete = len(chapters) == len(script.chapters)
+        for i, chapter in enumerate(chapters):
+            mp3 = str(Path(chapter.path).with_suffix(".mp3"))
+            if mp3 in reusable and chapter.path in reused:
+                encoded.append(_reused("chapter_mp3", chapter.chapter, chapter.title, reusable[mp3]))
+                reused.add(mp3)
+            elif ffmpeg:
+                encodes.append(pool.submit(steps.encode_chapter_mp3, dict(
+                    ffmpeg=ffmpeg, chapter=chapter, book_title=manifest.title, author=manifest.author,
+                    track=chapter.chapter + 1, tracks=len(script.chapters), ceiling_dbtp=target.ceiling)))
+        book = None
+        wav = book_path(script, out)
+        if complete and str(wav) in reusable and not mastered:
+            book = _reused("book", None, manifest.title, reusable[str(wav)])
+            reused.add(book.path)
+        elif complete:
+            book = steps.export_book(chapters, wav, manifest.title, max_mb,
+                                     room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
+        if book is not None:
+            for kind, suffix in (("book_m4b", ".m4b"), ("book_mp3", ".mp3")):
+                path = str(wav.with_suffix(suffix))
+                if path in reusable and book.path in reused:
+                    encoded.append(_reused(kind, None, manifest.title, reusable[path]))
+                    reused.add(path)
+                elif ffmpeg:
+                    encodes.append(pool.submit(steps.encode_book, dict(ffmpeg=ffmpeg, book=book, chapters=chapters,
+                                                                      author=manifest.author, kind=kind,
+                                                                      ceiling_dbtp=target.ceiling)))
+        encoded += [f.result() for f in encodes]
+
+    for m in mastered.values():
+        if not m.report.passed:
+            logger.warning("chapter %r misses %s: %s", m.output.title, target.describe(), "; ".join(m.report.problems))
+    rows = chapter_loudness_rows("", list(mastered.values()), target)
+    rows += _recorded_loudness(db, [c.path for c in chapters if c.path in reused])
+    rows.sort(key=lambda r: r["chapter"])
+    return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
+                    warnings)
+
+
+def _recorded_loudness(db: Path, paths: list[str]) -> list[dict]:
+    """The newest loudness report of chapters reused as they were."""
+    if not paths:
+        return []
+    from tasks.provenance import connect
+
+    with connect(db) as con:
+        cur = con.execute("""
+            SELECT * EXCLUDE (run_id) FROM chapter_loudness WHERE path IN (SELECT unnest(?::VARCHAR[]))
+            QUALIFY row_number() OVER (PARTITION BY path ORDER BY rowid DESC) = 1""", [paths])
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    for r in rows:
+        r["run_id"] = ""
+        if isinstance(r.get("problems"), list):
+            r["problems"] = json.dumps(r["problems"])
+    return rows

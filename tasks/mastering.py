@@ -1,0 +1,99 @@
+"""Mastering: every take normalised to the target on its own (so speakers sit at one loudness), then each
+assembled chapter checked and corrected to the target as a whole, written, and measured for the report."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.base import SAMPLE_RATE
+from tasks.assemble import Segment, assemble_chapter, measure, with_room_tone
+from tasks.audio_io import read_mono, write_wav_atomic
+from tasks.export import OutputFile, check_size
+from tasks.loudness import LoudnessReport, LoudnessTarget, normalise, report
+from tasks.plan import RenderJob
+from tasks.batch_render import BatchResult, Take
+
+
+@dataclass(frozen=True)
+class NormalisedTake:
+    """A take after normalisation: where it is, and what was done to it (levels in the target's mode units)."""
+
+    key: str
+    path: str
+    sha256: str
+    mode: str
+    level_before: float
+    gain_db: float
+    level_after: float
+    true_peak_dbtp: float
+
+
+@dataclass(frozen=True)
+class MasteredChapter:
+    output: OutputFile
+    report: LoudnessReport
+    gain_db: float  # the whole-chapter correction after assembly
+
+
+def target_id(target: LoudnessTarget) -> str:
+    """A short content hash of the target: normalised takes for different targets never share a file."""
+    return hashlib.sha256(json.dumps(asdict(target), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def normalised_take_path(takes_dir: Path, target: LoudnessTarget, key: str) -> Path:
+    return takes_dir / "normalised" / target_id(target) / key[:2] / f"{key}.wav"
+
+
+def normalise_takes(takes: list[Take], target: LoudnessTarget, takes_dir: Path) -> list[NormalisedTake]:
+    """Normalise one render batch's takes, each on its own, into float WAVs beside the raw takes."""
+    done = []
+    for take in takes:
+        audio, rate = read_mono(Path(take.path))
+        out, adj = normalise(audio, target, rate)
+        path = normalised_take_path(takes_dir, target, take.key)
+        digest = write_wav_atomic(path, out, subtype="PCM_24", sample_rate=rate)  # float WAVs are timestamped
+        done.append(NormalisedTake(take.key, str(path), digest, target.mode, adj.before, adj.gain_db, adj.after,
+                                   adj.true_peak_dbtp))
+    return done
+
+
+def normalise_batch(result: BatchResult, target: LoudnessTarget, takes_dir: Path,
+                    keys: set[str]) -> list[NormalisedTake]:
+    """Normalise the takes of one render batch that go into chapters being mastered (`keys`)."""
+    return normalise_takes([t for t in result.takes if t.key in keys], target, takes_dir)
+
+
+def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path, index: int, title: str,
+                   speaker_pause: float, chunk_pause: float, target: LoudnessTarget,
+                   max_mb: float = 2048) -> MasteredChapter:
+    """Assemble a chapter from normalised takes, add head/tail and room tone, correct it to the target as a
+    whole, write it as 16-bit WAV, and measure the file as written."""
+    segments = []
+    for job in jobs:
+        audio, _ = read_mono(Path(normalised[job.key]))
+        segments.append(Segment(audio, job.speaker, job.line, job.pause_after))
+    audio = assemble_chapter(segments, speaker_pause, chunk_pause)
+    audio = with_room_tone(audio, target.room_tone_dbfs if target.room_tone else None,
+                           target.head_seconds, target.tail_seconds, seed=index)
+    audio, adj = normalise(audio, target, SAMPLE_RATE)
+    check_size(path, audio.size, max_mb)
+    digest = write_wav_atomic(path, audio)
+    written, rate = read_mono(path)
+    output = OutputFile("chapter", index, title, str(path), digest, measure(written, rate)["duration"])
+    return MasteredChapter(output, report(written, target, rate), adj.gain_db)
+
+
+def take_level_rows(run_id: str, takes: list[NormalisedTake]) -> list[dict]:
+    return [dict(run_id=run_id, **asdict(t)) for t in takes]
+
+
+def chapter_loudness_rows(run_id: str, chapters: list[MasteredChapter], target: LoudnessTarget) -> list[dict]:
+    rows = []
+    for c in chapters:
+        r = asdict(c.report)
+        rows.append(dict(run_id=run_id, chapter=c.output.chapter, title=c.output.title, path=c.output.path,
+                         preset=target.preset, mode=target.mode, target=target.target, ceiling=target.ceiling,
+                         chapter_gain_db=c.gain_db, **{**r, "problems": json.dumps(list(c.report.problems))}))
+    return rows
