@@ -106,8 +106,9 @@ def deliver(script: Script, jobs: list[RenderJob], rendered: list[PrefectFuture]
                         for i in range(0, len(hits), 16)]
         norm_futures += [pool.submit(steps.normalise_batch, dict(result=f, target=target, takes_dir=takes_dir,
                                                                   keys=master_keys)) for f in rendered]
-        normalised = [n for f in norm_futures for n in f.result()]
+        # A render that raised surfaces here with its own error (the tasks waiting on it only say "not run").
         failed = {f.key for future in rendered for f in future.result().failures}
+        normalised = [n for f in norm_futures for n in f.result()]
         done = {n.key for n in normalised}
 
         mastered_futures = {}

@@ -85,13 +85,13 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         # Normalisation, mastering and export run in their own pool while the render lane goes on.
         delivery = deliver(script, jobs, futures, BatchResult(takes=list(takes.values())), out, db, force,
                            settings.max_output_mb, logger)
-        for record in records:
-            record.result()
         failures: dict[str, RenderFailure] = {}
         for future in futures:
             result = future.result()
             takes.update({t.key: t for t in result.takes})
             failures.update({f.key: f for f in result.failures})
+        for record in records:
+            record.result()
         if failures:
             failed_chapters = sorted({j.chapter + 1 for j in jobs if j.key in failures})
             logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
