@@ -1,6 +1,7 @@
 """All settings in one place: `VOICEBATCH_*` environment variables, then a `.env` file, then defaults."""
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,12 @@ class Settings(BaseSettings):
     chunk_words: int = Field(60, ge=5, le=400, description="Default word budget per longform chunk.")
     batch_size: int = Field(16, ge=1, le=1024, description="Jobs per render batch (one Prefect task each).")
     import_max_mb: float = Field(100, gt=0, description="`voicebatch import` refuses a book file larger than this (MB).")
+    reference_max_seconds: float = Field(30.0, ge=2, le=600, description="Longest reference clip kept (seconds).")
+    reference_over_max: Literal["trim", "refuse"] = Field(
+        "trim", description="A longer reference: trim it (only when it has no manual transcript) or refuse it.")
+    whisper_model: str = Field("turbo", description="Whisper model for missing transcripts: a name or a checkpoint path.")
+    transcribe: Literal["auto", "always"] = Field(
+        "auto", description="auto: Whisper only for voices whose engine reads the reference; always: every voice.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

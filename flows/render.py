@@ -16,11 +16,15 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
+from engine.errors import EngineError, UserInputError, VoicebatchError
+from engine.registry import engine_class
 from engine.settings import get_settings
-from tasks import cache, provenance, report, run_record, steps
+from tasks import cache, provenance, report, run_record, steps, voice_prep, voice_records
+from tasks.errors import VoiceError
+from tasks.ingest import Script
 from tasks.export import OutputFile, book_dir, chapter_path
 from tasks.plan import group_jobs, plan_jobs
-from tasks.render import Take
+from tasks.render import Take, speaker_engines
 
 ASSEMBLY_VERSION = "1"  # bump when assembly changes the sound of a chapter: it is in the chapter fingerprint
 
@@ -53,6 +57,32 @@ def _reused_output(kind: str, chapter: int | None, title: str, record: cache.Cac
     return OutputFile(kind, chapter, title, record.path, record.sha256, sf.info(record.path).duration)
 
 
+def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
+    """Stage every voice's reference and settle its transcript, one task per voice in parallel, before
+    planning: a bad clip is refused before anything renders. Whisper runs for voices whose engine speaks
+    with the reference (every voice with VOICEBATCH_TRANSCRIBE=always)."""
+    settings = get_settings()
+    hearing = {v.id for s, v in script.voices.items()
+               if settings.transcribe == "always" or engine_class(speaker_engine[s]).uses_reference}
+    conversion = voice_prep.conversion_settings(settings)
+    futures = {voice.id: steps.prepare_voice.submit(
+        voice, voice_prep.staging_dir(out), db, conversion, settings.whisper_model if voice.id in hearing else None,
+        settings.device) for voice in {v.id: v for v in script.voices.values()}.values()}
+    prepared, problems = {}, []
+    for voice_id, future in futures.items():
+        try:
+            prepared[voice_id] = future.result()
+        except VoicebatchError as e:
+            problems.append(e)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        kind = VoiceError if all(isinstance(p, UserInputError) for p in problems) else EngineError
+        raise kind(f"{len(problems)} voices cannot be used:\n" + "\n".join(f"  - {p}" for p in problems))
+    voice_records.record_run_voices(db, voice_prep.run_voice_rows(run_id, script, prepared, datetime.now()))
+    return voice_prep.with_prepared_voices(script, prepared)
+
+
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
                     force: bool = False) -> RunSummary:
@@ -72,7 +102,10 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         status="running", host=socket.gethostname(), pid=os.getpid(), forced=force,
         versions=provenance.as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")})))
     try:
-        setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype)
+        speaker_engine = speaker_engines(script, engine, settings.engine)
+        script = _preload_voices(script, speaker_engine, out, db, run_id)
+        setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype,
+                                      speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
         hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, [j.key for j in jobs])
         cache.record_takes(db, adopted)
