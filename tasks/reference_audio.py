@@ -195,6 +195,13 @@ def convert(audio: np.ndarray, rate: int, target_rate: int = SAMPLE_RATE) -> np.
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def find_staged(source_sha256: str, staging_dir: Path,
+                settings: ConversionSettings = ConversionSettings()) -> StagedReference | None:
+    """The staged copy of a source with this hash under these settings, if it exists."""
+    key = staged_key(source_sha256, settings)
+    return _load_staged(Path(staging_dir) / f"{key}.wav", Path(staging_dir) / f"{key}.json")
+
+
 def _load_staged(wav: Path, meta: Path) -> StagedReference | None:
     try:
         facts = json.loads(meta.read_text(encoding="utf-8"))

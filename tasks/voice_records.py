@@ -28,6 +28,9 @@ def transcripts_of(db: Path, audio_key: str) -> list[dict[str, Any]]:
     if not Path(db).exists():
         return []
     with provenance.connect(db, read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'voice_transcripts'"
+                           ).fetchone()[0]:
+            return []  # a database from before transcripts were cached; the next render migrates it
         cur = con.execute("SELECT model, transcript, language, created_at FROM voice_transcripts "
                           "WHERE audio_key = ? ORDER BY created_at DESC", [audio_key])
         columns = [d[0] for d in cur.description]
