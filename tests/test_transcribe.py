@@ -2,7 +2,6 @@
 mechanics; a manual transcript always wins; Whisper runs once per staged clip and model."""
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -12,30 +11,12 @@ import pytest
 import yaml
 
 from engine.base import DecodingParams, RenderRequest, VoicePrompt
-from reference_clips import write_clip
+from reference_clips import SENTENCE, word_error_rate, write_clip
 from tasks import transcribe
 from tasks.reference_audio import ConversionSettings
 from tasks.transcribe import TranscriptionError
 from tasks.voice_prep import prepare_voice
 from tasks.voices import load_voice
-
-SENTENCE = ("The old harbour master counted seven boats before the storm arrived, "
-            "and he lit the lamps along the northern pier.")
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
-
-
-def word_error_rate(reference: str, heard: str) -> float:
-    ref, hyp = words(reference), words(heard)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / len(ref)
-
 
 def test_word_error_rate_counts_substitutions_insertions_and_deletions():
     assert word_error_rate("a b c d", "a b c d") == 0

@@ -12,10 +12,9 @@ import pytest
 import yaml
 
 from engine.settings import get_settings
-from reference_clips import ROOT, write_clip
+from reference_clips import ROOT, SENTENCE, word_error_rate, write_clip
 from tasks import transcribe
 from tasks.errors import VoiceError
-from test_transcribe import SENTENCE, word_error_rate
 
 pytestmark = pytest.mark.slow
 
