@@ -1,6 +1,8 @@
 """Speech engines behind one small interface. No Prefect and no database in here."""
 import os
 
+# What the user set, before the default below: `voicebatch doctor` reports it.
+MPS_FALLBACK_FROM_USER = os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK")
 # Must be set before torch is imported anywhere in the process: ops MPS lacks then run on the CPU.
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 

@@ -74,6 +74,7 @@ class Engine(ABC):
     code_version: ClassVar[str] = "1"  # bump when a code change alters the sound: it is part of the cache key
     honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
     batches: ClassVar[bool] = False  # whether render() gains from many requests at once
+    uses_reference: ClassVar[bool] = False  # whether render() speaks with the voice's reference clip and transcript
 
     class Options(BaseModel):
         """Per-voice options for this engine (voice.yaml `engines.<id>`)."""

@@ -1,6 +1,7 @@
 """All settings in one place: `VOICEBATCH_*` environment variables, then a `.env` file, then defaults."""
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,12 @@ class Settings(BaseSettings):
     take_floor_seconds: float = Field(15.0, gt=0, description="...unless it is shorter than this.")
     max_output_mb: float = Field(2048, gt=0, description="A chapter or book file larger than this is refused (MB).")
     db_lock_wait: float = Field(120, ge=0, description="Seconds to wait for a database another process holds.")
+    reference_max_seconds: float = Field(30.0, ge=2, le=600, description="Longest reference clip kept (seconds).")
+    reference_over_max: Literal["trim", "refuse"] = Field(
+        "trim", description="A longer reference: trim it (only when it has no manual transcript) or refuse it.")
+    whisper_model: str = Field("turbo", description="Whisper model for missing transcripts: a name or a checkpoint path.")
+    transcribe: Literal["auto", "always"] = Field(
+        "auto", description="auto: Whisper only for voices whose engine reads the reference; always: every voice.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

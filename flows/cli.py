@@ -13,7 +13,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_history, cli_import
+from flows import cli_doctor, cli_history, cli_import, cli_voices
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)
+    cli_voices.add_commands(sub)
+    cli_doctor.add_command(sub)
     return parser
 
 

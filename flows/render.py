@@ -14,13 +14,17 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from engine.errors import EngineError, UserInputError, VoicebatchError
+from engine.registry import engine_class
 from engine.settings import get_settings
-from tasks import cache, provenance, report, run_record, steps
 from flows.deliver import deliver
+from tasks import cache, provenance, report, run_record, steps, voice_prep, voice_records
+from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
+from tasks.errors import VoiceError
+from tasks.ingest import Script
 from tasks.mastering import take_level_rows
 from tasks.plan import group_jobs, plan_jobs
-from engine.errors import UserInputError
-from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
+from tasks.render import speaker_engines
 
 
 @dataclass
@@ -43,6 +47,32 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
 
 
+def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
+    """Stage every voice's reference and settle its transcript, one task per voice in parallel, before
+    planning: a bad clip is refused before anything renders. Whisper runs for voices whose engine speaks
+    with the reference (every voice with VOICEBATCH_TRANSCRIBE=always)."""
+    settings = get_settings()
+    hearing = {v.id for s, v in script.voices.items()
+               if settings.transcribe == "always" or engine_class(speaker_engine[s]).uses_reference}
+    conversion = voice_prep.conversion_settings(settings)
+    futures = {voice.id: steps.prepare_voice.submit(
+        voice, voice_prep.staging_dir(out), db, conversion, settings.whisper_model if voice.id in hearing else None,
+        settings.device) for voice in {v.id: v for v in script.voices.values()}.values()}
+    prepared, problems = {}, []
+    for voice_id, future in futures.items():
+        try:
+            prepared[voice_id] = future.result()
+        except VoicebatchError as e:
+            problems.append(e)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        kind = VoiceError if all(isinstance(p, UserInputError) for p in problems) else EngineError
+        raise kind(f"{len(problems)} voices cannot be used:\n" + "\n".join(f"  - {p}" for p in problems))
+    voice_records.record_run_voices(db, voice_prep.run_voice_rows(run_id, script, prepared, datetime.now()))
+    return voice_prep.with_prepared_voices(script, prepared)
+
+
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
                     force: bool = False) -> RunSummary:
@@ -62,7 +92,10 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         status="running", host=socket.gethostname(), pid=os.getpid(), forced=force,
         versions=provenance.as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")})))
     try:
-        setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype)
+        speaker_engine = speaker_engines(script, engine, settings.engine)
+        script = _preload_voices(script, speaker_engine, out, db, run_id)
+        setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype,
+                                      speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
         if len(jobs) > settings.max_takes_per_run:
             raise UserInputError(f"{manifest}: plans {len(jobs)} takes, more than VOICEBATCH_MAX_TAKES_PER_RUN="

@@ -23,6 +23,7 @@ class EngineFacts:
     code_version: str
     honours: frozenset[str]
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # voice id -> effective options
+    uses_reference: bool = False  # the engine speaks with the staged reference clip
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFact
         "engine": [facts.name, facts.model, facts.revision, facts.code_version],
         "options": facts.options.get(voice.id, {}),
     }
+    if facts.uses_reference:  # how the clip was staged changes the sound only for engines that hear it
+        material["staged_reference"] = voice.staged_key
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 

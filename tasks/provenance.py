@@ -159,11 +159,44 @@ def _m003_loudness(con) -> None:
         )""")
 
 
+def _m004_voice_transcripts(con) -> None:
+    """Whisper transcripts cached by staged reference and model, and the voices each run spoke with."""
+    con.execute("""
+        CREATE TABLE voice_transcripts (
+            audio_key VARCHAR NOT NULL,     -- staged reference: sha256 of the source's hash + conversion settings
+            model VARCHAR NOT NULL,         -- Whisper model name, or file:<sha256> of a checkpoint
+            transcript VARCHAR NOT NULL,
+            language VARCHAR,
+            seconds DOUBLE,                 -- transcription time
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (audio_key, model)
+        )""")
+    con.execute("""
+        CREATE TABLE voices (
+            run_id VARCHAR NOT NULL,
+            voice_id VARCHAR NOT NULL,
+            name VARCHAR,
+            source_path VARCHAR,
+            source_sha256 VARCHAR,
+            staged_path VARCHAR,
+            staged_key VARCHAR,
+            duration DOUBLE,
+            trimmed_from DOUBLE,            -- the source duration when the clip was trimmed
+            converted BOOLEAN,              -- converted in this run (false: found staged)
+            transcript VARCHAR,
+            transcript_source VARCHAR,      -- manual, whisper, none
+            whisper_model VARCHAR,
+            transcribed BOOLEAN,            -- Whisper ran in this run (false: manual, cached or none)
+            created_at TIMESTAMP NOT NULL
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
     ("002_take_cache", _m002_take_cache),
     ("003_loudness", _m003_loudness),
+    ("004_voice_transcripts", _m004_voice_transcripts),
 ]
 
 

@@ -51,9 +51,16 @@ def _engine_for(speaker: str, voice: Voice, script: Script, requested: str | Non
     return default
 
 
-def prepare_engines(script: Script, requested: str | None, default: str, device: str, dtype: str) -> EngineSetup:
-    """Pick each speaker's engine and resolve every voice's effective options (no model is loaded here)."""
-    speaker_engine = {s: _engine_for(s, v, script, requested, default) for s, v in script.voices.items()}
+def speaker_engines(script: Script, requested: str | None, default: str) -> dict[str, str]:
+    """Each speaker's engine name."""
+    return {s: _engine_for(s, v, script, requested, default) for s, v in script.voices.items()}
+
+
+def prepare_engines(script: Script, requested: str | None, default: str, device: str, dtype: str,
+                    speaker_engine: dict[str, str] | None = None) -> EngineSetup:
+    """Pick each speaker's engine (unless given) and resolve every voice's effective options (no model is
+    loaded here)."""
+    speaker_engine = speaker_engine or speaker_engines(script, requested, default)
     facts, infos, prompts = {}, {}, {}
     for name in dict.fromkeys(speaker_engine.values()):
         engine = get_engine(name, device, dtype)
@@ -69,7 +76,8 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
                 raise VoiceError(f"{voice.folder / 'voice.yaml'}: engines.{name}: "
                                  + "; ".join(describe_validation_error(e))) from None
             prompts[name][voice.id] = prompt
-        facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options)
+        facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options,
+                                  engine.uses_reference)
         infos[name] = info
     return EngineSetup(speaker_engine, facts, infos, prompts)
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import batch_render, cache, encode, export, ingest, mastering, render, run_record
+from tasks import batch_render, cache, encode, export, ingest, mastering, render, run_record, voice_prep
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
 ingest_manifest = task(name="ingest", **_plain)(ingest.ingest)
+prepare_voice = task(name="prepare voice", task_run_name="voice: {voice.id}", **_plain)(voice_prep.prepare_voice)
 prepare_engines = task(name="choose engines", **_plain)(render.prepare_engines)
 load_engines = task(name="load engines", **_plain)(render.load_engines)
 find_cached_takes = task(name="find cached takes", **_plain)(cache.find_takes)

@@ -41,7 +41,8 @@ class Voice:
     engine: str | None
     defaults: dict[str, Any]
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    content_hash: str = ""
+    content_hash: str = ""  # sha256 of the reference file as the user gave it
+    staged_key: str = ""  # set once prepared: the staged clip's key (source hash + conversion settings)
 
 
 def available_voice_ids(voices_dir: Path) -> list[str]:

