@@ -52,6 +52,7 @@ class RenderRequest:
     voice: VoicePrompt
     params: DecodingParams
     key: str = ""
+    scene: str | None = None  # the manifest's scene description, for engines that honour "scene"
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Engine(ABC):
     code_version: ClassVar[str] = "1"  # bump when a code change alters the sound: it is part of the cache key
     honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
     batches: ClassVar[bool] = False  # whether render() gains from many requests at once
+    batch_size: int = 16  # most jobs the flow hands render() at once; an engine may set its own per instance
 
     class Options(BaseModel):
         """Per-voice options for this engine (voice.yaml `engines.<id>`)."""

@@ -17,8 +17,6 @@ from tasks.export import book_dir, chapter_path
 from tasks.plan import group_jobs, plan_jobs
 from tasks.render import Take
 
-BATCH_SIZE = 16  # jobs per render task: a task per line would cost more than the embedded engine's render
-
 
 @dataclass
 class RunSummary:
@@ -69,10 +67,11 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     try:
         setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
-        batches = group_jobs(jobs, setup.facts, BATCH_SIZE)
+        batches = group_jobs(jobs, setup.facts)  # each engine's own batch size (Engine.batch_size)
         logger.info("%d chunks in %d render batches on %s", len(jobs), len(batches), ", ".join(setup.facts))
 
-        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], out / "takes", settings.device, settings.dtype)
+        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], out / "takes", settings.device, settings.dtype,
+                                             script.manifest.scene)
                    for b in batches]
         takes = {t.key: t for f in futures for t in f.result()}
         take_paths = {k: t.path for k, t in takes.items()}

@@ -89,7 +89,8 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
                 raise VoiceError(f"{voice.folder / 'voice.yaml'}: engines.{name}: "
                                  + "; ".join(describe_validation_error(e))) from None
             prompts[name][voice.id] = prompt
-        facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options)
+        facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options,
+                                  engine.batch_size)
         infos[name] = info
     return EngineSetup(speaker_engine, facts, infos, prompts, load)
 
@@ -99,10 +100,10 @@ def take_path(takes_dir: Path, key: str) -> Path:
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path,
-                 device: str, dtype: str) -> list[Take]:
+                 device: str, dtype: str, scene: str | None = None) -> list[Take]:
     """Render one batch in the device's render lane, then write and measure its takes outside the lane."""
     engine = get_engine(batch.engine, device, dtype).engine
-    requests = [RenderRequest(job.text, prompts[job.voice_id], job.params, job.key) for job in batch.jobs]
+    requests = [RenderRequest(job.text, prompts[job.voice_id], job.params, job.key, scene) for job in batch.jobs]
     with render_lane(engine.device):
         start = time.perf_counter()
         try:
