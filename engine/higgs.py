@@ -42,6 +42,18 @@ def _transformers():
     return AutoProcessor, HiggsAudioV2ForConditionalGeneration
 
 
+def _from_pretrained(loader, source: str, **kwargs):
+    """The local cache first (no network round trips when the files are there), then the hub unless offline."""
+    from huggingface_hub import constants
+
+    try:
+        return loader.from_pretrained(source, local_files_only=True, **kwargs)
+    except OSError:
+        if constants.HF_HUB_OFFLINE:
+            raise
+    return loader.from_pretrained(source, **kwargs)
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     import torch
 
@@ -97,8 +109,8 @@ class HiggsEngine(Engine):
             raise EngineError(f"Higgs model {source!r} is neither a local directory nor a hub id (owner/name); "
                               "set VOICEBATCH_HIGGS_MODEL to a checkpoint directory or a hub id")
         try:
-            processor = AutoProcessor.from_pretrained(source, revision=self.revision)
-            model = HiggsModel.from_pretrained(source, revision=self.revision, dtype=torch_dtype(self.dtype))
+            processor = _from_pretrained(AutoProcessor, source, revision=self.revision)
+            model = _from_pretrained(HiggsModel, source, revision=self.revision, dtype=torch_dtype(self.dtype))
         except OSError as e:
             at = f" at revision {self.revision}" if self.revision else ""
             if self.local:
@@ -107,7 +119,7 @@ class HiggsEngine(Engine):
                                   "(audio_tokenizer_name_or_path): point it at the audio tokenizer's folder") from None
             raise EngineError(
                 f"Higgs model {source!r}{at} is not in the local Hugging Face cache and cannot be downloaded here "
-                f"({type(e).__name__}). Fetch it on a machine with network access: `hf download {source}"
+                f"({str(e).splitlines()[0][:160]}). Fetch it on a machine with network access: `hf download {source}"
                 f"{' --revision ' + self.revision if self.revision else ''}` (and its audio tokenizer, "
                 "bosonai/higgs-audio-v2-tokenizer), or set VOICEBATCH_HIGGS_MODEL to a local checkpoint "
                 "directory") from None
