@@ -123,13 +123,20 @@ class HiggsEngine(Engine):
                 f"{' --revision ' + self.revision if self.revision else ''}` (and its audio tokenizer, "
                 "bosonai/higgs-audio-v2-tokenizer), or set VOICEBATCH_HIGGS_MODEL to a local checkpoint "
                 "directory") from None
+        self.attach(model, processor)
+
+    def attach(self, model, processor) -> None:
+        """Use an already built model and processor (load() ends here; the benchmark's random full-size model
+        starts here)."""
         if type(processor).__name__ != "HiggsAudioV2Processor":
-            raise EngineError(f"{source} is not a Higgs Audio v2 checkpoint in transformers format "
+            raise EngineError(f"{self.model_name} is not a Higgs Audio v2 checkpoint in transformers format "
                               f"(its processor is {type(processor).__name__})")
         codebooks = processor.audio_tokenizer.config.num_quantizers
         if codebooks != model.config.num_codebooks:
-            raise EngineError(f"{source}: the audio tokenizer has {codebooks} quantizers but the model expects "
-                              f"{model.config.num_codebooks} codebooks; the checkpoint and its tokenizer do not match")
+            raise EngineError(f"{self.model_name}: the audio tokenizer has {codebooks} quantizers but the model "
+                              f"expects {model.config.num_codebooks} codebooks; the checkpoint and its tokenizer "
+                              "do not match")
+        self._reference_codes.clear()
         self._model = model.to(self.device).eval()
         # Higgs' own MPS port keeps the audio tokenizer on the CPU: some of its ops have no MPS kernel.
         processor.audio_tokenizer.to("cpu" if self.device == "mps" else self.device).eval()
@@ -258,9 +265,31 @@ class HiggsEngine(Engine):
         with torch.inference_mode():
             sequences = model.generate(**inputs, generation_config=config)
         self.generate_calls += 1
-        tokenizer_device = processor.audio_tokenizer.device
-        audios = processor.batch_decode(sequences.to(tokenizer_device))
-        return [a.float().reshape(-1).cpu().numpy() for a in audios]
+        return self.decode(sequences, inputs.get("audio_input_ids"))
+
+    def decode(self, sequences, prompt_audio=None) -> list[np.ndarray]:
+        """Waveforms of the generated frames, row by row: from the first frame after the prompt's audio to each
+        row's first all-end frame, delay pattern undone. A row too short to decode gives an empty array."""
+        import torch
+
+        model, processor = self._loaded()
+        tokenizer = processor.audio_tokenizer
+        start = 0 if prompt_audio is None else prompt_audio.shape[1]
+        generated = sequences[:, start:].to(tokenizer.device)
+        codebooks = model.config.num_codebooks
+        out = []
+        with torch.inference_mode():
+            for row in generated:
+                ended = (row == processor.audio_stream_eos_id).all(dim=-1).nonzero()
+                end = int(ended[0, 0]) if len(ended) else len(row)
+                frames = row[1:end]  # frame 0 is the all-start frame of the stream
+                if len(frames) < codebooks + 8:  # fewer frames than the delay pattern and the decoder's kernel
+                    out.append(np.zeros(0, np.float32))
+                    continue
+                codes = processor.revert_delay_pattern(frames).clip(0, processor.audio_stream_bos_id - 1)
+                audio = tokenizer.decode(codes.transpose(0, 1).unsqueeze(0), return_dict=False)
+                out.append(audio.float().reshape(-1).cpu().numpy())
+        return out
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
     def clear_caches(self) -> None:

@@ -111,22 +111,33 @@ def _text_tokenizer():
     return tokenizer
 
 
-def _audio_tokenizer(seed: int):
-    import torch
+# Audio tokenizer shapes: tiny for tests; "full" mirrors the real one (DAC + HuBERT-base, 25 frames/s, 8 codebooks).
+AUDIO_TOKENIZER_SHAPES = {
+    "tiny": dict(acoustic={"encoder_hidden_size": 4, "decoder_hidden_size": 64, "hidden_size": 16},
+                 semantic={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                           "conv_dim": [8] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2},
+                 codebook_dim=8),
+    "full": dict(acoustic={"encoder_hidden_size": 64, "decoder_hidden_size": 1024, "hidden_size": 256},
+                 semantic={}, codebook_dim=64),
+}
+# Language model shapes: tiny (2 layers, hidden 32) and the real 3B backbone's (the config's defaults).
+MODEL_SHAPES = {
+    "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=16, max_position_embeddings=4096, num_codebooks=NUM_CODEBOOKS),
+    "full": dict(num_codebooks=8),
+}
+
+
+def _audio_tokenizer(size: str, num_codebooks: int):
     from transformers import HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
 
-    # 25 frames/s at 24 kHz with 10-bit codes: 0.25 kbps per quantizer.
-    bandwidth = NUM_CODEBOOKS * 0.25
+    shape = AUDIO_TOKENIZER_SHAPES[size]
+    ratios = [8, 5, 4, 2, 3]  # FRAME_HOP samples per frame
     config = HiggsAudioV2TokenizerConfig(
-        target_bandwidths=[bandwidth], sample_rate=24_000, codebook_size=1024, codebook_dim=8,
-        acoustic_model_config={"encoder_hidden_size": 4, "downsampling_ratios": [8, 5, 4, 2, 3],
-                               "upsampling_ratios": [8, 5, 4, 2, 3], "decoder_hidden_size": 64,
-                               "hidden_size": 16},
-        semantic_model_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                               "intermediate_size": 32, "conv_dim": [8] * 7, "num_conv_pos_embeddings": 16,
-                               "num_conv_pos_embedding_groups": 2},
-        semantic_sample_rate=16_000, downsample_factor=320)
-    torch.manual_seed(seed)
+        target_bandwidths=[num_codebooks * 0.25],  # 25 frames/s x 10-bit codes = 0.25 kbps per quantizer
+        sample_rate=24_000, codebook_size=1024, codebook_dim=shape["codebook_dim"],
+        acoustic_model_config={**shape["acoustic"], "downsampling_ratios": ratios, "upsampling_ratios": ratios},
+        semantic_model_config=shape["semantic"], semantic_sample_rate=16_000, downsample_factor=320)
     return HiggsAudioV2TokenizerModel(config).eval()
 
 
@@ -146,41 +157,55 @@ def _lean_toward_end_of_stream(model, lean: float) -> None:
         model.audio_lm_head.weight[ends, 0] = lean
 
 
-def build_tiny_checkpoint(dest: Path, seed: int = 0) -> Path:
-    """Write a tiny random Higgs Audio v2 checkpoint (model, processor, audio tokenizer) into `dest`."""
+def build_random_higgs(size: str = "tiny", seed: int = 0, end_lean: float = END_LEAN, device: str = "cpu",
+                       dtype: str = "float32"):
+    """A random Higgs model and its processor in memory. A negative `end_lean` (e.g. -1) makes every line run
+    to max_new_tokens: a fixed frame count, for benchmarks."""
     import torch
-    from transformers import (DacFeatureExtractor, HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration,
-                              HiggsAudioV2Processor)
+    from transformers import DacFeatureExtractor, HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration, \
+        HiggsAudioV2Processor
 
-    dest = Path(dest).resolve()
-    dest.mkdir(parents=True, exist_ok=True)
     tokenizer = _text_tokenizer()
-    audio_tokenizer = _audio_tokenizer(seed)
-    if audio_tokenizer.config.num_quantizers != NUM_CODEBOOKS:
-        raise RuntimeError(f"tiny audio tokenizer has {audio_tokenizer.config.num_quantizers} quantizers, "
-                           f"the tiny model {NUM_CODEBOOKS} codebooks")
-    # The processor records where the audio tokenizer lives: an absolute path inside the checkpoint.
-    audio_tokenizer.save_pretrained(dest / AUDIO_TOKENIZER_DIR)
-    audio_tokenizer.name_or_path = str(dest / AUDIO_TOKENIZER_DIR)
-
+    shape = MODEL_SHAPES[size]
+    torch.manual_seed(seed)
+    audio_tokenizer = _audio_tokenizer(size, shape["num_codebooks"])
+    if audio_tokenizer.config.num_quantizers != shape["num_codebooks"]:
+        raise RuntimeError(f"random audio tokenizer has {audio_tokenizer.config.num_quantizers} quantizers, "
+                           f"the model {shape['num_codebooks']} codebooks")
     ids = tokenizer.convert_tokens_to_ids
     config = HiggsAudioV2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=4096,
-        num_codebooks=NUM_CODEBOOKS, codebook_size=1026,  # 1024 codes + stream bos/eos
+        **shape, codebook_size=1026,  # 1024 codes + stream bos/eos
+        vocab_size=max(len(tokenizer), 128_256 if size == "full" else 0),
         pad_token_id=ids("<|end_of_text|>"), bos_token_id=ids("<|begin_of_text|>"), eos_token_id=ids("<|eot_id|>"),
         audio_token_id=ids("<|AUDIO_OUT|>"), audio_bos_token_id=ids("<|audio_out_bos|>"),
         audio_delay_token_id=ids("<|reserved_special_token_6|>"))
     torch.manual_seed(seed)
-    model = HiggsAudioV2ForConditionalGeneration(config).eval()
-    _lean_toward_end_of_stream(model, END_LEAN)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        with torch.device(device):
+            model = HiggsAudioV2ForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
+    _lean_toward_end_of_stream(model, end_lean)
     model.generation_config.ras_win_len = 7
     model.generation_config.ras_win_max_num_repeat = 2
-    model.save_pretrained(dest)
 
     feature_extractor = DacFeatureExtractor(feature_size=1, hop_length=1, padding_side="right", padding_value=0.0,
                                             sampling_rate=24_000, return_attention_mask=True)
     processor = HiggsAudioV2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer,
                                       audio_tokenizer=audio_tokenizer, chat_template=CHAT_TEMPLATE)
+    return model, processor
+
+
+def build_tiny_checkpoint(dest: Path, seed: int = 0, end_lean: float = END_LEAN) -> Path:
+    """Write a tiny random Higgs Audio v2 checkpoint (model, processor, audio tokenizer) into `dest`."""
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    model, processor = build_random_higgs("tiny", seed, end_lean)
+    # The processor records where the audio tokenizer lives: an absolute path inside the checkpoint.
+    processor.audio_tokenizer.save_pretrained(dest / AUDIO_TOKENIZER_DIR)
+    processor.audio_tokenizer.name_or_path = str(dest / AUDIO_TOKENIZER_DIR)
+    model.save_pretrained(dest)
     processor.save_pretrained(dest)
     return dest
