@@ -283,7 +283,7 @@ class HiggsEngine(Engine):
                 ended = (row == processor.audio_stream_eos_id).all(dim=-1).nonzero()
                 end = int(ended[0, 0]) if len(ended) else len(row)
                 frames = row[1:end]  # frame 0 is the all-start frame of the stream
-                if len(frames) < codebooks + 8:  # fewer frames than the delay pattern and the decoder's kernel
+                if len(frames) < codebooks:  # nothing left once the delay pattern is undone
                     out.append(np.zeros(0, np.float32))
                     continue
                 codes = processor.revert_delay_pattern(frames).clip(0, processor.audio_stream_bos_id - 1)

@@ -252,3 +252,15 @@ def test_the_scene_enters_the_cache_key_only_for_engines_that_honour_it(voices_d
     hibari = EngineFacts("hibari", "m", None, "1", frozenset({"seed"}))
     assert cache_key("Hi.", voice, params, higgs, "A harbour.") != cache_key("Hi.", voice, params, higgs, "A room.")
     assert cache_key("Hi.", voice, params, hibari, "A harbour.") == cache_key("Hi.", voice, params, hibari, None)
+
+
+def test_rows_too_short_to_decode_come_back_empty_and_the_rest_decode_per_frame(engine):
+    codebooks = engine._model.config.num_codebooks
+    bos, eos = engine._processor.audio_stream_bos_id, engine._processor.audio_stream_eos_id
+    rows = []
+    for frames in (codebooks - 1, 20):
+        codes = torch.randint(0, 1024, (frames, codebooks))
+        rows.append(torch.cat([torch.full((1, codebooks), bos), codes, torch.full((25 - frames, codebooks), eos)]))
+    short, full = engine.decode(torch.stack(rows))
+    assert short.size == 0
+    assert full.size == (20 - codebooks + 1) * 960  # the delay pattern costs codebooks - 1 frames
