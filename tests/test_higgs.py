@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
@@ -17,6 +16,7 @@ from engine.errors import EngineError
 from engine.settings import get_settings
 from tasks.render import voice_prompt
 from tasks.voices import load_voice
+from test_render_demo import rows
 
 RATE = 24_000
 SCENE = "A quiet harbour at dusk."
@@ -191,16 +191,6 @@ def higgs_runs(tiny_higgs, root, tmp_path_factory):
     out = tmp_path_factory.mktemp("higgs-out")
     return {name: render_manifest(manifest=str(root / "manifests" / f"{name}.yaml"), engine="higgs", output_dir=str(out))
             for name in ("demo-dialogue", "demo-audiobook")}
-
-
-def rows(db, sql, params=()):
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cur = con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def test_demo_manifests_render_end_to_end_with_higgs_at_24k_mono(higgs_runs):
