@@ -8,11 +8,15 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= test,piper
 OUT ?= outputs
 
+# PyPI's Linux torchaudio ships CUDA-linked extensions that cannot load with a CPU torch. Higgs' audio
+# tokenizer only needs torchaudio's pure-Python resample, so the extensions are dropped when they fail to load.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -c "import torchaudio" 2>/dev/null || rm -f "$$($(BIN)/python -c 'import importlib.util as u, os; print(os.path.dirname(u.find_spec("torchaudio").origin))')"/lib/*.so
+	$(BIN)/python -c "import torchaudio.functional"
 	touch $@
 
 install: $(BIN)/.installed

@@ -52,6 +52,7 @@ class RenderRequest:
     voice: VoicePrompt
     params: DecodingParams
     key: str = ""
+    scene: str | None = None  # the manifest's scene description, for engines that honour "scene"
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Engine(ABC):
     honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
     batches: ClassVar[bool] = False  # whether render() gains from many requests at once
     uses_reference: ClassVar[bool] = False  # whether render() speaks with the voice's reference clip and transcript
+    batch_size: int = 16  # most jobs the flow hands render() at once; an engine may set its own per instance
 
     class Options(BaseModel):
         """Per-voice options for this engine (voice.yaml `engines.<id>`)."""

@@ -6,6 +6,7 @@ import importlib
 from engine.errors import EngineError
 
 _ENGINES = {
+    "higgs": ("engine.higgs", "HiggsEngine", None),
     "hibari": ("engine.hibari", "HibariEngine", None),
     "piper": ("engine.piper", "PiperEngine", "pip install 'voicebatch[piper]' (GPL-3.0 licensed)"),
     "test-faults": ("engine.testing", "FaultInjectingEngine", None),  # injects faults on request, for drills

@@ -12,12 +12,17 @@ class Settings(BaseSettings):
 
     engine: str = Field("hibari", description="Default engine for voices that name none.")
     device: str = Field("auto", description="auto (mps, else cuda, else cpu), or mps, cuda, cpu.")
-    dtype: str = Field("auto", description="auto (bf16 on cuda, fp16 on mps, fp32 on cpu) or a torch dtype name.")
+    dtype: str = Field("auto", description="auto (bf16 on cuda, fp16 on mps, fp32 on cpu), float32, bfloat16 or float16.")
+    higgs_model: str = Field("bosonai/higgs-audio-v2-generation-3B-base",
+                             description="Higgs Audio v2 checkpoint in transformers format: a hub id or a local directory.")
+    higgs_revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of higgs_model; pin one.")
+    higgs_batch_size: int = Field(8, ge=1, le=256, description="Most Higgs jobs rendered in one generate call.")
     output_dir: Path = Field(Path("outputs"), description="Where chapters, books and takes are written.")
     db_path: Path | None = Field(None, description="Provenance database; default <output_dir>/provenance.duckdb.")
     voices_dir: Path = Field(Path("voices"), description="Voice assets, one folder per voice id.")
     chunk_words: int = Field(60, ge=5, le=400, description="Default word budget per longform chunk.")
-    batch_size: int = Field(16, ge=1, le=1024, description="Jobs per render batch (one Prefect task each).")
+    batch_size: int | None = Field(None, ge=1, le=1024,
+                                   description="Jobs per render batch (one Prefect task each); default: the engine's own.")
     import_max_mb: float = Field(100, gt=0, description="`voicebatch import` refuses a book file larger than this (MB).")
     max_takes_per_run: int = Field(50_000, ge=1, description="A manifest planning more chunks than this is refused.")
     take_seconds_per_word: float = Field(3.0, gt=0, description="A take longer than this per word is a run-on...")

@@ -103,6 +103,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, [j.key for j in jobs])
         cache.record_takes(db, adopted)
         takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
+        # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
         batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
             len(b.jobs) for b in batches), sum(len(b.jobs) for b in batches), len(batches), ", ".join(setup.facts))
@@ -111,7 +112,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
         limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
         futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
-                                             limits) for b in batches]
+                                             limits, script.manifest.scene) for b in batches]
         engine_of = {j.key: j.engine for j in jobs}
         # Takes are recorded as each batch lands, so a run killed later still reuses them.
         records = [steps.record_batch.submit(f, engine_of, run_id, db, progress) for f in futures]

@@ -85,13 +85,13 @@ def take_problem(audio: np.ndarray, text: str, limits: TakeLimits, rate: int) ->
 
 class _BatchRenderer:
     def __init__(self, batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str,
-                 dtype: str, limits: TakeLimits) -> None:
-        self.batch, self.prompts, self.takes_dir = batch, prompts, takes_dir
+                 dtype: str, limits: TakeLimits, scene: str | None) -> None:
+        self.batch, self.prompts, self.takes_dir, self.scene = batch, prompts, takes_dir, scene
         self.device, self.dtype, self.limits = device, dtype, limits
         self.result = BatchResult()
 
     def _call(self, engine: Engine, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float]:
-        requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key) for j in jobs]
+        requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene) for j in jobs]
         with render_lane(engine.device):
             start = time.perf_counter()
             try:
@@ -145,8 +145,8 @@ class _BatchRenderer:
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,
-                 limits: TakeLimits = TakeLimits()) -> BatchResult:
+                 limits: TakeLimits = TakeLimits(), scene: str | None = None) -> BatchResult:
     """Render one batch; writes and measures takes outside the render lane; faults become RenderFailures."""
-    renderer = _BatchRenderer(batch, prompts, takes_dir, device, dtype, limits)
+    renderer = _BatchRenderer(batch, prompts, takes_dir, device, dtype, limits, scene)
     renderer.render(list(batch.jobs), warm_engine(batch.engine, device, dtype).engine)
     return renderer.result

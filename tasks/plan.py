@@ -24,6 +24,7 @@ class EngineFacts:
     honours: frozenset[str]
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # voice id -> effective options
     uses_reference: bool = False  # the engine speaks with the staged reference clip
+    batch_size: int = 16  # most jobs per render call, as the engine declares
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def choose_engine(requested: str | None, manifest_engine: str | None, voice: Voi
     return requested or manifest_engine or voice.engine or default
 
 
-def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts) -> str:
+def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts, scene: str | None = None) -> str:
     """sha256 over everything that changes the sound, and nothing else (settings the engine ignores are out;
     the line's position is out, so inserting a line leaves the others' keys alone)."""
     material = {
@@ -88,6 +89,8 @@ def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFact
     }
     if facts.uses_reference:  # how the clip was staged changes the sound only for engines that hear it
         material["staged_reference"] = voice.staged_key
+    if "scene" in facts.honours:
+        material["scene"] = normalise_text(scene or "")
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -109,13 +112,13 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
                     chapter=chapter.index, line=line_index, chunk=chunk_index, speaker=line.speaker,
                     voice_id=voice.id, engine=facts.name, text=text, params=params,
                     pause_after=line.pause_after if last else None, source=line.source,
-                    key=cache_key(text, voice, params, facts)))
+                    key=cache_key(text, voice, params, facts, script.manifest.scene)))
     return jobs
 
 
-def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_size: int) -> list[RenderBatch]:
-    """Jobs sharing (engine, voice, honoured parameters) go together, at most `batch_size` per batch,
-    each key rendered once; batches keep the script order of their first job."""
+def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_size: int | None = None) -> list[RenderBatch]:
+    """Jobs sharing (engine, voice, honoured parameters) go together, at most `batch_size` per batch (default:
+    what each engine declares), each key rendered once; batches keep the script order of their first job."""
     groups: dict[tuple, list[RenderJob]] = {}
     seen: set[str] = set()
     for job in jobs:
@@ -125,9 +128,10 @@ def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_siz
         honoured = json.dumps(job.params.honoured(engines[job.engine].honours), sort_keys=True)
         groups.setdefault((job.engine, job.voice_id, honoured), []).append(job)
     batches = []
-    for members in groups.values():
-        for start in range(0, len(members), batch_size):
-            part = tuple(members[start:start + batch_size])
+    for (engine, _, _), members in groups.items():
+        size = batch_size or engines[engine].batch_size
+        for start in range(0, len(members), size):
+            part = tuple(members[start:start + size])
             batches.append((part[0].chapter, part[0].line, part[0].chunk, part))
     batches.sort(key=lambda b: b[:3])
     return [RenderBatch(i, part[0].engine, part[0].voice_id, part[0].params, part)

@@ -77,6 +77,24 @@ def whisper_tiny_en(tmp_path_factory) -> Path:
                                tmp_path_factory.mktemp("whisper") / "tiny.en.pt")
 
 
+@pytest.fixture(scope="session")
+def tiny_higgs(tmp_path_factory) -> Path:
+    """A tiny random Higgs checkpoint built once per session; VOICEBATCH_HIGGS_MODEL points at it meanwhile."""
+    from engine.settings import get_settings
+    from engine.tiny_higgs import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-higgs"))
+    before = os.environ.get("VOICEBATCH_HIGGS_MODEL")
+    os.environ["VOICEBATCH_HIGGS_MODEL"] = str(path)
+    get_settings.cache_clear()
+    yield path
+    if before is None:
+        os.environ.pop("VOICEBATCH_HIGGS_MODEL", None)
+    else:
+        os.environ["VOICEBATCH_HIGGS_MODEL"] = before
+    get_settings.cache_clear()
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `voicebatch` console script in a child process."""
     exe = Path(sys.executable).parent / "voicebatch"

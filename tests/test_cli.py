@@ -88,7 +88,7 @@ def test_bad_manifests_exit_2_with_the_field_and_write_nothing(tmp_path, root):
 def test_unknown_engine_is_refused_before_rendering(tmp_path):
     result = run_cli("render", "manifests/demo-dialogue.yaml", "--engine", "nope", "--out", str(tmp_path))
     assert result.returncode == 1
-    assert "unknown engine 'nope'; available engines: hibari, piper" in result.stderr
+    assert "unknown engine 'nope'; available engines: hibari, higgs, piper" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -78,5 +78,5 @@ def test_piper_renders_a_different_voice_at_24k_and_ignores_seed():
 
 
 def test_unknown_engine_lists_the_known_ones():
-    with pytest.raises(EngineError, match="unknown engine 'nope'; available engines: hibari, piper"):
+    with pytest.raises(EngineError, match="unknown engine 'nope'; available engines: hibari, higgs, piper"):
         engine_class("nope")

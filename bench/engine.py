@@ -1,0 +1,111 @@
+"""Higgs engine throughput, printed side by side (not a test; nothing is asserted).
+
+    .venv/bin/python bench/engine.py                 # tiny random model on this machine's device (CPU here)
+    .venv/bin/python bench/engine.py --full-size     # random-weight full-size model (~5.4B, bf16): a GPU job
+
+Every line runs to a fixed frame count (the random model is told never to end a line), so batched and
+one-at-a-time rendering produce the same audio duration and only the wall time differs. Reported:
+jobs/s and audio-seconds/s for both; reference encoding with and without reuse; and the prefill's share
+of a batch, which bounds what a shared voice-prompt prefix cache could save.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LINES = [
+    "The tide is coming in faster than I thought.", "Fog rolled over the harbour wall.",
+    "She trimmed the wick and wound the clockwork.", "A hundred and twelve steps to the lamp room.",
+    "The supply boat came on Tuesdays.", "He counted the beams as they crossed the bay.",
+    "Nobody had kept the light longer than she had.", "The letter was short, and it was final.",
+]
+
+
+def timed(fn, repeats: int = 1):
+    """The result and the best wall time of `repeats` runs (the best is the least disturbed on a shared machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full-size", action="store_true", help="full-size random model (needs a GPU)")
+    parser.add_argument("--jobs", type=int, default=8, help="lines per measurement (one batch)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per line (25/s); default 100 tiny, 250 full")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+
+    import torch
+
+    from engine.base import DecodingParams, RenderRequest, VoicePrompt
+    from engine.base import sha256_file
+    from engine.device import choose_device, choose_dtype
+    from engine.higgs import HiggsEngine
+    from engine.tiny_higgs import build_random_higgs
+
+    size = "full" if args.full_size else "tiny"
+    frames = args.frames or (250 if args.full_size else 100)
+    device = choose_device(args.device)
+    dtype = choose_dtype(args.dtype, device)
+    (model, processor), build_s = timed(lambda: build_random_higgs(size, end_lean=-1.0, device=device, dtype=dtype))
+    engine = HiggsEngine(device, dtype)
+    engine.batch_size = args.jobs
+    engine.attach(model, processor)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"best of {args.repeats} runs per measurement")
+    print(f"Higgs {size} random model: {params:,.1f} M parameters, {device} {dtype}, built in {build_s:.1f} s; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+
+    reference = ROOT / "voices" / "ava" / "reference.wav"
+    voice = VoicePrompt("ava", sha256_file(reference), reference,
+                        "The lighthouse keeper climbed the stairs every evening at dusk. She trimmed the wick, "
+                        "wound the clockwork, and watched the first beam sweep across the water.")
+    decoding = DecodingParams(seed=1, max_new_tokens=frames)
+    requests = [RenderRequest(LINES[i % len(LINES)], voice, decoding) for i in range(args.jobs)]
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    engine.render(requests[:1])  # warm-up: first-call allocations and the reference encoding
+    sync()
+
+    # Reference encoding: what one encoding costs, and what N lines cost with and without reuse.
+    _, encode_s = timed(lambda: (engine._reference_codes.clear(), engine.reference_codes(voice), sync()), args.repeats)
+    print(f"\nreference clip 9.1 s -> {len(engine.reference_codes(voice))} code frames: {encode_s * 1000:.0f} ms to encode")
+    print(f"  {args.jobs} lines of one voice: {encode_s * 1000:.0f} ms of encoding with reuse (once per process), "
+          f"{encode_s * args.jobs * 1000:.0f} ms without (once per line, as the processor's own call does)")
+
+    # Batched vs one at a time.
+    audio_s = args.jobs * frames / 25
+    batched, batched_s = timed(lambda: (engine.render(requests), sync())[0], args.repeats)
+    single, single_s = timed(lambda: ([engine.render([r])[0] for r in requests], sync())[0], args.repeats)
+    got = sum(len(a) for a in batched) / 24_000
+    print(f"\n{args.jobs} lines x {frames} frames ({audio_s:.0f} s of audio; decoded {got:.1f} s):")
+    print(f"  {'':<22}{'wall s':>8}{'jobs/s':>9}{'audio s/s':>11}")
+    for name, seconds in ((f"batched (1 call)", batched_s), (f"one at a time ({args.jobs} calls)", single_s)):
+        print(f"  {name:<22}{seconds:>8.2f}{args.jobs / seconds:>9.2f}{audio_s / seconds:>11.2f}")
+    print(f"  batching speed-up: {single_s / batched_s:.1f}x")
+
+    # Prefill share: a shared voice-prompt prefix KV cache could save at most the prefill.
+    inputs = engine.model_inputs(requests)
+    prompt_tokens = inputs["input_ids"].shape[1]
+    with torch.inference_mode():
+        _, prefill_s = timed(lambda: (model.generate(**inputs, max_new_tokens=1, do_sample=True), sync()), args.repeats)
+    print(f"\nprefill of {args.jobs} prompts x {prompt_tokens} tokens (+1 step): {prefill_s:.2f} s = "
+          f"{100 * prefill_s / batched_s:.1f}% of the batched render: the most a shared prefix cache could save")
+
+
+if __name__ == "__main__":
+    main()

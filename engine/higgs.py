@@ -1,0 +1,320 @@
+"""Higgs Audio v2 through transformers: voice cloning and smart voice, many jobs per `generate` call.
+
+Everything Higgs lives here: loading (hub id or local directory, pinned revision), prompts (system, scene,
+the voice's transcript and reference audio as a prior turn, then the line), batching with left padding and
+halving on out-of-memory, and the per-process cache of reference audio codes keyed by the clip's hash.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.base import SAMPLE_RATE, Engine, EngineInfo, RenderRequest, VoicePrompt
+from engine.device import choose_device, choose_dtype, torch_dtype
+from engine.errors import EngineError
+from engine.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = "Generate audio following instruction."
+DEFAULT_SCENE = "Audio is recorded from a quiet room."  # Higgs' own examples use this when none is given
+RAS_MAX_REPEATS = 2  # with ras_win_len: a code repeated this often in the window is resampled
+TORCHAUDIO_FIX = ("torchaudio's compiled extension does not load with this torch (PyPI's Linux wheel is built "
+                  "for CUDA); `make install` removes it so torchaudio runs as pure Python, or run: "
+                  "rm \"$(python -c 'import importlib.util as u, os; "
+                  "print(os.path.dirname(u.find_spec(\"torchaudio\").origin))')\"/lib/*.so")
+
+
+def _transformers():
+    """transformers' Higgs classes; their audio tokenizer imports torchaudio at module level."""
+    try:
+        from transformers import AutoProcessor, HiggsAudioV2ForConditionalGeneration
+    except OSError as e:
+        raise EngineError(f"Higgs Audio cannot be imported ({e}). {TORCHAUDIO_FIX}") from e
+    except ImportError as e:
+        raise EngineError(f"Higgs Audio needs transformers>=5.23 and torchaudio ({e}); "
+                          "reinstall voicebatch with `make install`") from e
+    return AutoProcessor, HiggsAudioV2ForConditionalGeneration
+
+
+def _from_pretrained(loader, source: str, **kwargs):
+    """The local cache first (no network round trips when the files are there), then the hub unless offline."""
+    from huggingface_hub import constants
+
+    try:
+        return loader.from_pretrained(source, local_files_only=True, **kwargs)
+    except OSError:
+        if constants.HF_HUB_OFFLINE:
+            raise
+    return loader.from_pretrained(source, **kwargs)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def read_reference(path: Path) -> np.ndarray:
+    """A reference clip as mono float32 at 24 kHz."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError) as e:
+        raise EngineError(f"reference clip {path} cannot be read as audio ({e})") from None
+    audio = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        import soxr
+
+        audio = soxr.resample(audio, rate, SAMPLE_RATE)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+class HiggsEngine(Engine):
+    id = "higgs"
+    code_version = "1"
+    honours = frozenset({"temperature", "top_k", "top_p", "seed", "max_new_tokens", "ras_win_len", "scene"})
+    batches = True
+
+    def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
+        settings = get_settings()
+        chosen = choose_device(device)
+        super().__init__(chosen, choose_dtype(dtype, chosen))
+        local = Path(settings.higgs_model).expanduser()
+        self.local = local.is_dir()
+        self.model_name = str(local.resolve()) if self.local else settings.higgs_model
+        self.revision = settings.higgs_revision
+        self.batch_size = settings.higgs_batch_size
+        self._model = None
+        self._processor = None
+        self._reference_codes: OrderedDict[str, object] = OrderedDict()
+        # Counters, for tests and the benchmark: what reuse saved is visible, not assumed.
+        self.reference_encodings = 0
+        self.generate_calls = 0
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        AutoProcessor, HiggsModel = _transformers()
+        source = self.model_name
+        if not self.local and ("/" not in source or source.startswith((".", "/", "~"))):
+            raise EngineError(f"Higgs model {source!r} is neither a local directory nor a hub id (owner/name); "
+                              "set VOICEBATCH_HIGGS_MODEL to a checkpoint directory or a hub id")
+        try:
+            processor = _from_pretrained(AutoProcessor, source, revision=self.revision)
+            model = _from_pretrained(HiggsModel, source, revision=self.revision, dtype=torch_dtype(self.dtype))
+        except OSError as e:
+            at = f" at revision {self.revision}" if self.revision else ""
+            if self.local:
+                raise EngineError(f"Higgs checkpoint {source} cannot be loaded ({str(e).splitlines()[0]}); a moved "
+                                  "checkpoint breaks the audio tokenizer path recorded in its processor_config.json "
+                                  "(audio_tokenizer_name_or_path): point it at the audio tokenizer's folder") from None
+            raise EngineError(
+                f"Higgs model {source!r}{at} is not in the local Hugging Face cache and cannot be downloaded here "
+                f"({str(e).splitlines()[0][:160]}). Fetch it on a machine with network access: `hf download {source}"
+                f"{' --revision ' + self.revision if self.revision else ''}` (and its audio tokenizer, "
+                "bosonai/higgs-audio-v2-tokenizer), or set VOICEBATCH_HIGGS_MODEL to a local checkpoint "
+                "directory") from None
+        self.attach(model, processor)
+
+    def attach(self, model, processor) -> None:
+        """Use an already built model and processor (load() ends here; the benchmark's random full-size model
+        starts here)."""
+        if type(processor).__name__ != "HiggsAudioV2Processor":
+            raise EngineError(f"{self.model_name} is not a Higgs Audio v2 checkpoint in transformers format "
+                              f"(its processor is {type(processor).__name__})")
+        codebooks = processor.audio_tokenizer.config.num_quantizers
+        if codebooks != model.config.num_codebooks:
+            raise EngineError(f"{self.model_name}: the audio tokenizer has {codebooks} quantizers but the model "
+                              f"expects {model.config.num_codebooks} codebooks; the checkpoint and its tokenizer "
+                              "do not match")
+        self._reference_codes.clear()
+        self._model = model.to(self.device).eval()
+        # Higgs' own MPS port keeps the audio tokenizer on the CPU: some of its ops have no MPS kernel.
+        processor.audio_tokenizer.to("cpu" if self.device == "mps" else self.device).eval()
+        self._processor = processor
+
+    def _loaded(self):
+        if self._model is None:
+            self.load()
+        return self._model, self._processor
+
+    # ---- prompts -------------------------------------------------------------------------------------------
+    def effective_options(self, voice: VoicePrompt) -> dict:
+        options = super().effective_options(voice)
+        if voice.reference is not None and not (voice.transcript or "").strip():
+            raise EngineError(f"voice {voice.voice_id!r} has a reference clip but no transcript; Higgs clones a "
+                              "voice from the clip and what it says: add `transcript:` to its voice.yaml")
+        return options
+
+    def reference_codes(self, voice: VoicePrompt):
+        """The voice's reference clip as audio codes (delay pattern, stream bos/eos): encoded once per process."""
+        import torch
+
+        codes = self._reference_codes.get(voice.content_hash)
+        if codes is not None:
+            return codes
+        _, processor = self._loaded()
+        tokenizer = processor.audio_tokenizer
+        features = processor.feature_extractor(read_reference(voice.reference), sampling_rate=SAMPLE_RATE,
+                                               return_tensors="pt")
+        with torch.inference_mode():
+            raw = tokenizer.encode(features["input_values"].to(tokenizer.device), return_dict=False)
+        bos = raw.new_full((*raw.shape[:2], 1), processor.audio_stream_bos_id)
+        eos = raw.new_full((*raw.shape[:2], 1), processor.audio_stream_eos_id)
+        codes = processor.build_delay_pattern(torch.cat([bos, raw, eos], dim=2))[0].transpose(0, 1).cpu()
+        self.reference_encodings += 1
+        self._reference_codes[voice.content_hash] = codes
+        return codes
+
+    def conversation(self, request: RenderRequest) -> tuple[list[dict], list]:
+        """Chat turns for one request and the audio codes of its audio turns, in order."""
+        text = lambda t: [{"type": "text", "text": t}]  # noqa: E731
+        turns = [{"role": "system", "content": text(SYSTEM_PROMPT)},
+                 {"role": "scene", "content": text(request.scene or DEFAULT_SCENE)}]
+        codes = []
+        if request.voice.reference is not None:  # cloning: the clip and its words as a prior exchange
+            turns += [{"role": "user", "content": text(request.voice.transcript or "")},
+                      {"role": "assistant", "content": [{"type": "audio"}]}]
+            codes.append(self.reference_codes(request.voice))
+        turns.append({"role": "user", "content": text(request.text)})  # no reference: Higgs' smart voice
+        return turns, codes
+
+    def model_inputs(self, requests: Sequence[RenderRequest]) -> dict:
+        """Left-padded text and right-padded audio codes for one generate call, built from cached codes
+        (the processor's own call would re-encode every reference clip for every line)."""
+        import torch
+
+        model, processor = self._loaded()
+        prompts = [self.conversation(r) for r in requests]
+        texts = processor.apply_chat_template([turns for turns, _ in prompts], tokenize=False,
+                                              add_generation_prompt=True)
+        rows = []
+        for i, (_, codes) in enumerate(prompts):
+            parts = texts[i].split(processor.audio_token)
+            if len(parts) != len(codes) + 1:
+                raise EngineError(f"Higgs prompt for {requests[i].text[:40]!r} has {len(parts) - 1} audio slots "
+                                  f"for {len(codes)} clips; the checkpoint's chat template is not Higgs'")
+            texts[i] = parts[0] + "".join(processor.get_audio_tokens(len(c)) + p for c, p in zip(codes, parts[1:]))
+            rows.append(torch.cat(codes) if codes else torch.empty((0, model.config.num_codebooks), dtype=torch.long))
+        inputs = dict(processor.tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False,
+                                          return_tensors="pt"))
+        longest = max(len(r) for r in rows)
+        if longest:
+            eos = processor.audio_stream_eos_id
+            inputs["audio_input_ids"] = torch.stack(
+                [torch.nn.functional.pad(r, (0, 0, 0, longest - len(r)), value=eos) for r in rows])
+            inputs["audio_input_ids_mask"] = torch.arange(longest)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
+        return {k: v.to(model.device) for k, v in inputs.items()}
+
+    # ---- rendering -----------------------------------------------------------------------------------------
+    def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
+        """Requests sharing decoding parameters and scene go through one generate call per `batch_size`."""
+        out: list[np.ndarray | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.params, r.scene), []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_size):
+                part = members[start:start + self.batch_size]
+                for i, audio in zip(part, self._render_halving([requests[i] for i in part])):
+                    out[i] = audio
+        return out
+
+    def _render_halving(self, requests: list[RenderRequest]) -> list[np.ndarray]:
+        try:
+            return self.generate(requests)
+        except Exception as e:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raises)
+            if not _is_out_of_memory(e):
+                raise
+            self.clear_caches()
+            if len(requests) == 1:
+                raise EngineError(f"Higgs ran out of memory on {self.device} rendering one line "
+                                  f"({requests[0].text[:60]!r}); shorten the chunk (chunk_words), lower "
+                                  "max_new_tokens or use a device with more memory") from None
+            half = len(requests) // 2
+            log.warning("Higgs ran out of memory on %s with %d jobs in one call; retrying as %d + %d",
+                        self.device, len(requests), half, len(requests) - half)
+            return self._render_halving(requests[:half]) + self._render_halving(requests[half:])
+
+    def generate(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
+        """One `generate` call for requests that share decoding parameters; one waveform per request."""
+        import copy
+
+        import torch
+
+        model, processor = self._loaded()
+        params = requests[0].params
+        inputs = self.model_inputs(requests)
+        config = copy.deepcopy(model.generation_config)
+        config.update(do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                      max_new_tokens=params.max_new_tokens, use_cache=True)
+        # Read by Higgs' own sampling loop; set as attributes since a checkpoint may not define them.
+        config.ras_win_len = params.ras_win_len or None
+        config.ras_win_max_num_repeat = RAS_MAX_REPEATS
+        # Sampling (and repetition-aware resampling, even when greedy) draws from the global generator.
+        torch.manual_seed(params.seed)
+        with torch.inference_mode():
+            sequences = model.generate(**inputs, generation_config=config)
+        self.generate_calls += 1
+        return self.decode(sequences, inputs.get("audio_input_ids"))
+
+    def decode(self, sequences, prompt_audio=None) -> list[np.ndarray]:
+        """Waveforms of the generated frames, row by row: from the first frame after the prompt's audio to each
+        row's first all-end frame, delay pattern undone. A row too short to decode gives an empty array."""
+        import torch
+
+        model, processor = self._loaded()
+        tokenizer = processor.audio_tokenizer
+        start = 0 if prompt_audio is None else prompt_audio.shape[1]
+        generated = sequences[:, start:].to(tokenizer.device)
+        codebooks = model.config.num_codebooks
+        out = []
+        with torch.inference_mode():
+            for row in generated:
+                ended = (row == processor.audio_stream_eos_id).all(dim=-1).nonzero()
+                end = int(ended[0, 0]) if len(ended) else len(row)
+                frames = row[1:end]  # frame 0 is the all-start frame of the stream
+                if len(frames) < codebooks:  # nothing left once the delay pattern is undone
+                    out.append(np.zeros(0, np.float32))
+                    continue
+                codes = processor.revert_delay_pattern(frames).clip(0, processor.audio_stream_bos_id - 1)
+                audio = tokenizer.decode(codes.transpose(0, 1).unsqueeze(0), return_dict=False)
+                out.append(audio.float().reshape(-1).cpu().numpy())
+        return out
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+    def clear_caches(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        elif self.device == "mps":
+            torch.mps.empty_cache()
+
+    def close(self) -> None:
+        self._model = None
+        self._processor = None
+        self._reference_codes.clear()
+        self.clear_caches()
+
+    def info(self) -> EngineInfo:
+        versions = {}
+        for package in ("transformers", "torch", "torchaudio"):
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                versions[package] = "missing"
+        return EngineInfo(engine=self.id, model=self.model_name, revision=self.revision, device=self.device,
+                          dtype=self.dtype, code_version=self.code_version, versions=versions)
