@@ -59,3 +59,18 @@ def prepare_environment() -> Path:
 def save(name: str, results: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), **results}, indent=2, default=str))
+
+
+def lines_of(manifest: Path, engine: str) -> list:
+    """The manifest's lines as engine requests, in script order (what a hand-written loop would build)."""
+    from engine.base import RenderRequest
+    from engine.settings import get_settings
+    from tasks.ingest import ingest
+    from tasks.plan import plan_jobs
+    from tasks.render import prepare_engines
+
+    settings = get_settings()
+    script = ingest(manifest, settings.voices_dir)
+    setup = prepare_engines(script, engine, settings.engine, "cpu", "auto")
+    jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
+    return [RenderRequest(j.text, setup.prompts[j.engine][j.voice_id], j.params, j.key) for j in jobs]

@@ -16,13 +16,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.base import DecodingParams, RenderRequest, VoicePrompt  # noqa: E402
-from engine.pool import get_engine, render_lane  # noqa: E402
+from engine.pool import render_lane, warm_engine  # noqa: E402
 from flows.deliver import audio_workers  # noqa: E402
 from tasks.assemble import measure  # noqa: E402
 from tasks.audio_io import write_wav_atomic  # noqa: E402
 from tasks.loudness import resolve_target  # noqa: E402
 from tasks.mastering import normalise_takes  # noqa: E402
-from tasks.render import Take  # noqa: E402
+from tasks.batch_render import Take  # noqa: E402
 
 SENTENCES = [
     "Gull Rock stood a mile off the coast, a grey tooth of stone with a white tower on its back.",
@@ -46,7 +46,7 @@ def render(engine, texts: list[str], takes_dir: Path, first: int) -> list[Take]:
     for i, audio in enumerate(audios):
         key = f"{first + i:064x}"
         path = takes_dir / key[:2] / f"{key}.wav"
-        digest = write_wav_atomic(path, audio, subtype="FLOAT")
+        digest = write_wav_atomic(path, audio, subtype="PCM_24")
         m = measure(audio)
         takes.append(Take(key, str(path), digest, m["duration"], 0.0, m["peak_dbfs"], m["rms_dbfs"], first // BATCH))
     return takes
@@ -62,7 +62,7 @@ def main() -> None:
     workers = args.workers
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.takes)]
     batches = [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
-    engine = get_engine("hibari").engine
+    engine = warm_engine("hibari").engine
     render(engine, texts[:2], Path(tempfile.mkdtemp()), 0)  # first call loads lexicons: not part of any timing
 
     with tempfile.TemporaryDirectory(prefix="vb-bench-") as tmp:

@@ -16,6 +16,7 @@ BUNDLED_VOICE = "heart"
 
 
 class HibariEngine(Engine):
+    cpu_lanes = True  # one onnxruntime thread per instance
     id = "hibari"
     code_version = "1"
     honours = frozenset({"seed"})  # temperature, top_k/top_p and token limits mean nothing to it

@@ -19,6 +19,7 @@ BUNDLED_MODEL = "joe"
 
 
 class PiperEngine(Engine):
+    cpu_lanes = True  # one onnxruntime thread per instance
     id = "piper"
     code_version = "1"
     honours = frozenset()

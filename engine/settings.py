@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     whisper_model: str = Field("turbo", description="Whisper model for missing transcripts: a name or a checkpoint path.")
     transcribe: Literal["auto", "always"] = Field(
         "auto", description="auto: Whisper only for voices whose engine reads the reference; always: every voice.")
+    cpu_lanes: int | None = Field(None, ge=1, le=256,
+                                  description="Render lanes for single-threaded CPU engines; default: one per core.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

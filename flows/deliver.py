@@ -21,7 +21,7 @@ from tasks.export import OutputFile, book_dir, chapter_path
 from tasks.ingest import Script
 from tasks.loudness import LoudnessTarget
 from tasks.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
-from tasks.plan import RenderJob
+from tasks.plan import RenderBatch, RenderJob
 
 MASTERING_VERSION = "1"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
@@ -83,9 +83,10 @@ def _reused(kind: str, chapter: int | None, title: str, record: cache.CachedFile
     return OutputFile(kind, chapter, title, record.path, record.sha256, record.duration or 0.0)
 
 
-def deliver(script: Script, jobs: list[RenderJob], rendered: list[PrefectFuture], cached: BatchResult, out: Path,
-            db: Path, force: bool, max_mb: float, logger: logging.Logger | logging.LoggerAdapter) -> Delivery:
-    """`rendered` holds futures of this run's BatchResults; `cached` the takes reused from the cache."""
+def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], rendered: list[PrefectFuture],
+            cached: BatchResult, out: Path, db: Path, force: bool, max_mb: float,
+            logger: logging.Logger | logging.LoggerAdapter) -> Delivery:
+    """`rendered[i]` is the future of batch i's BatchResult; `cached` holds the takes reused from the cache."""
     manifest = script.manifest
     target = manifest.loudness.resolve()
     takes_dir = out / "takes"
@@ -102,25 +103,28 @@ def deliver(script: Script, jobs: list[RenderJob], rendered: list[PrefectFuture]
 
     with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
         hits = [t for t in cached.takes if t.key in master_keys]
-        norm_futures = [pool.submit(steps.normalise_takes, dict(takes=hits[i:i + 16], target=target, takes_dir=takes_dir))
-                        for i in range(0, len(hits), 16)]
-        norm_futures += [pool.submit(steps.normalise_batch, dict(result=f, target=target, takes_dir=takes_dir,
-                                                                  keys=master_keys)) for f in rendered]
-        # A render that raised surfaces here with its own error (the tasks waiting on it only say "not run").
-        failed = {f.key for future in rendered for f in future.result().failures}
-        normalised = [n for f in norm_futures for n in f.result()]
-        done = {n.key for n in normalised}
-
+        waits_for: dict[str, list] = {}  # take key -> the normalisation future that will write it
+        for i in range(0, len(hits), 16):
+            future = pool.submit(steps.normalise_takes, dict(takes=hits[i:i + 16], target=target, takes_dir=takes_dir))
+            waits_for.update({t.key: future for t in hits[i:i + 16]})
+        for batch, rendered_future in zip(batches, rendered):
+            future = pool.submit(steps.normalise_batch, dict(result=rendered_future, target=target,
+                                                               takes_dir=takes_dir, keys=master_keys))
+            waits_for.update({j.key: future for j in batch.jobs})
+        # Each chapter is mastered as soon as its own takes are normalised, while later batches still render.
         mastered_futures = {}
         for ch in to_master:
             chapter_jobs = [j for j in jobs if j.chapter == ch.index]
-            if any(j.key in failed or j.key not in done for j in chapter_jobs):
-                continue  # a chapter with a hole is not written
+            waits = list({id(waits_for[j.key]): waits_for[j.key] for j in chapter_jobs if j.key in waits_for}.values())
             mastered_futures[ch.index] = pool.submit(steps.master_chapter, dict(
                 jobs=chapter_jobs, normalised=normalised_paths, path=paths[ch.index], index=ch.index, title=ch.title,
                 speaker_pause=manifest.defaults.speaker_pause_duration,
-                chunk_pause=manifest.defaults.chunk_pause_duration, target=target, max_mb=max_mb))
-        mastered = {i: f.result() for i, f in mastered_futures.items()}
+                chunk_pause=manifest.defaults.chunk_pause_duration, target=target, max_mb=max_mb), wait_for=waits)
+        # A render that raised surfaces here with its own error (the tasks waiting on it only say "not run").
+        for future in rendered:
+            future.result()
+        normalised = [n for f in [*dict.fromkeys(waits_for.values())] for n in f.result()]
+        mastered = {i: m for i, f in mastered_futures.items() if (m := f.result()) is not None}
         chapters, reused = [], set()
         for ch in script.chapters:
             if ch.index in mastered:

@@ -41,6 +41,8 @@ class RunSummary:
     load_seconds: float
     render_seconds: float
     wall_seconds: float
+    lane_busy_seconds: float  # engine calls, summed over the render lanes
+    render_phase_seconds: float  # first engine call's start to the last one's end
     database: str
     loudness: list[dict] = field(default_factory=list)  # per chapter: measurements, pass/fail, problems
     encoded: list[str] = field(default_factory=list)  # MP3/M4B files (none without ffmpeg)
@@ -117,11 +119,13 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         # Takes are recorded as each batch lands, so a run killed later still reuses them.
         records = [steps.record_batch.submit(f, engine_of, run_id, db, progress) for f in futures]
         # Normalisation, mastering and export run in their own pool while the render lane goes on.
-        delivery = deliver(script, jobs, futures, BatchResult(takes=list(takes.values())), out, db, force,
+        delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db, force,
                            settings.max_output_mb, logger)
         failures: dict[str, RenderFailure] = {}
+        spans: list[tuple[float, float]] = []
         for future in futures:
             result = future.result()
+            spans += result.spans
             takes.update({t.key: t for t in result.takes})
             failures.update({f.key: f for f in result.failures})
         for record in records:
@@ -165,5 +169,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       takes_reused=len(hits), failures=failed, chapters_written=len(delivery.mastered),
                       audio_seconds=audio, load_seconds=load_seconds,
                       render_seconds=sum(t.render_seconds for t in takes.values()), wall_seconds=wall,
+                      lane_busy_seconds=sum(e - b for b, e in spans),
+                      render_phase_seconds=max((e for _, e in spans), default=0) - min((b for b, _ in spans), default=0),
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings)

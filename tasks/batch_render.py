@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.base import SAMPLE_RATE, Engine, RenderRequest, VoicePrompt
+from engine.base import SAMPLE_RATE, RenderRequest, VoicePrompt
 from engine.errors import EngineError
-from engine.pool import render_lane, warm_engine
+from engine.pool import checkout, warm_engine
 from tasks.assemble import measure
 from tasks.audio_io import write_wav_atomic
 from tasks.cache import take_path
@@ -61,6 +61,7 @@ class TakeLimits:
 class BatchResult:
     takes: list[Take] = field(default_factory=list)
     failures: list[RenderFailure] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)  # perf_counter start/end of each engine call
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -88,36 +89,40 @@ class _BatchRenderer:
                  dtype: str, limits: TakeLimits, scene: str | None) -> None:
         self.batch, self.prompts, self.takes_dir, self.scene = batch, prompts, takes_dir, scene
         self.device, self.dtype, self.limits = device, dtype, limits
+        self.batch_device = warm_engine(batch.engine, device, dtype).engine.device
         self.result = BatchResult()
 
-    def _call(self, engine: Engine, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float]:
+    def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str]:
         requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene) for j in jobs]
-        with render_lane(engine.device):
+        with checkout(self.batch.engine, device, self.dtype) as engine:
             start = time.perf_counter()
             try:
                 audios = engine.render(requests)
             finally:
                 engine.clear_caches()
-            seconds = time.perf_counter() - start
+            end = time.perf_counter()
+            seconds = end - start
+            self.result.spans.append((start, end))
+            made_on = engine.device
         if len(audios) != len(requests):
-            raise EngineError(f"engine {engine.id!r} returned {len(audios)} takes for {len(requests)} requests")
-        return [np.asarray(a, dtype=np.float32) for a in audios], seconds
+            raise EngineError(f"engine {self.batch.engine!r} returned {len(audios)} takes for {len(requests)} requests")
+        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on
 
-    def render(self, jobs: list[RenderJob], engine: Engine, alone_retry: bool = True) -> None:
+    def render(self, jobs: list[RenderJob], device: str, alone_retry: bool = True) -> None:
         try:
-            audios, seconds = self._call(engine, jobs)
+            audios, seconds, made_on = self._call(device, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
-            if is_mps_op_failure(e) and engine.device == "mps":
+            if is_mps_op_failure(e) and device != "cpu" and self._device_of(device) == "mps":
                 log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
-                return self.render(jobs, warm_engine(self.batch.engine, "cpu", self.dtype).engine, alone_retry)
+                return self.render(jobs, "cpu", alone_retry)
             if len(jobs) > 1:
                 half = len(jobs) // 2
                 reason = "out of memory" if is_out_of_memory(e) else f"{type(e).__name__}: {e}"
                 log.warning("batch of %d failed (%s); retrying as %d + %d", len(jobs), reason, half, len(jobs) - half)
-                self.render(jobs[:half], engine)
-                self.render(jobs[half:], engine)
+                self.render(jobs[:half], device)
+                self.render(jobs[half:], device)
             elif alone_retry:
-                self.render(jobs, engine, alone_retry=False)
+                self.render(jobs, device, alone_retry=False)
             else:
                 self.result.failures.append(RenderFailure(jobs[0].key, f"{type(e).__name__}: {e}"))
             return
@@ -125,28 +130,27 @@ class _BatchRenderer:
         for job, audio in zip(jobs, audios):
             problem = take_problem(audio, job.text, self.limits, SAMPLE_RATE)
             if problem and len(jobs) > 1:
-                self.render([job], engine)
+                self.render([job], device)
             elif problem:
                 self.result.failures.append(RenderFailure(job.key, problem))
             else:
-                self._keep(job, audio, seconds * audio.size / total, engine)
+                self._keep(job, audio, seconds * audio.size / total, made_on)
 
-    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, engine: Engine) -> None:
+    def _device_of(self, device: str) -> str:
+        return warm_engine(self.batch.engine, device, self.dtype).engine.device
+
+    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, made_on: str) -> None:
         path = take_path(self.takes_dir, job.key)
         digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
         m = measure(audio)
-        fallback = engine.device if engine.device != self.batch_device else None
+        fallback = made_on if made_on != self.batch_device else None
         self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
                                       m["rms_dbfs"], self.batch.index, fallback))
-
-    @property
-    def batch_device(self) -> str:
-        return warm_engine(self.batch.engine, self.device, self.dtype).engine.device
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,
                  limits: TakeLimits = TakeLimits(), scene: str | None = None) -> BatchResult:
     """Render one batch; writes and measures takes outside the render lane; faults become RenderFailures."""
     renderer = _BatchRenderer(batch, prompts, takes_dir, device, dtype, limits, scene)
-    renderer.render(list(batch.jobs), warm_engine(batch.engine, device, dtype).engine)
+    renderer.render(list(batch.jobs), device)
     return renderer.result

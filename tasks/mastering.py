@@ -67,9 +67,12 @@ def normalise_batch(result: BatchResult, target: LoudnessTarget, takes_dir: Path
 
 def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path, index: int, title: str,
                    speaker_pause: float, chunk_pause: float, target: LoudnessTarget,
-                   max_mb: float = 2048) -> MasteredChapter:
+                   max_mb: float = 2048) -> MasteredChapter | None:
     """Assemble a chapter from normalised takes, add head/tail and room tone, correct it to the target as a
-    whole, write it as 16-bit WAV, and measure the file as written."""
+    whole, write it as 16-bit WAV, and measure the file as written. None when a take is missing (it failed
+    to render): a chapter with a hole is not written."""
+    if any(not Path(normalised.get(job.key, "")).is_file() for job in jobs):
+        return None
     segments = []
     for job in jobs:
         audio, _ = read_mono(Path(normalised[job.key]))

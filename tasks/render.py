@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from engine.base import EngineInfo, VoicePrompt
 from engine.errors import EngineError
-from engine.pool import get_engine, warm_engine
+from engine.pool import get_engine, load_lanes
 from engine.registry import engine_class
 from tasks.errors import VoiceError
 from tasks.ingest import Script
@@ -84,4 +84,4 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
 
 def load_engines(names: list[str], device: str, dtype: str) -> float:
     """Load the engines that have work to do; seconds spent (0 when they were already warm)."""
-    return sum(warm_engine(name, device, dtype).load_seconds for name in dict.fromkeys(names))
+    return sum(load_lanes(name, device, dtype) for name in dict.fromkeys(names))

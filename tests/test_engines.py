@@ -34,6 +34,24 @@ def test_warm_pool_loads_once_and_has_one_lane_per_device():
     assert render_lane("cpu") is render_lane("cpu") and render_lane("cpu") is not render_lane("cuda:0")
 
 
+def test_single_threaded_cpu_engines_get_a_lane_per_core_each_with_its_own_instance(monkeypatch):
+    from engine.pool import checkout, lane_count
+    from engine.settings import get_settings
+
+    monkeypatch.setenv("VOICEBATCH_CPU_LANES", "2")
+    get_settings.cache_clear()
+    try:
+        assert lane_count(warm_engine("hibari").engine) == 2
+        with checkout("hibari") as a, checkout("hibari") as b:  # two lanes: both held at once, no deadlock
+            assert a is not b and a.device == b.device == "cpu"
+        monkeypatch.setenv("VOICEBATCH_CPU_LANES", "1")
+        get_settings.cache_clear()
+        with checkout("hibari") as only:
+            assert only is warm_engine("hibari").engine
+    finally:
+        get_settings.cache_clear()
+
+
 def test_unavailable_hibari_voice_falls_back_to_the_bundled_one_with_a_warning(caplog, monkeypatch, tmp_path):
     monkeypatch.setenv("HIBARI_HOME", str(tmp_path))  # an empty cache: fenrir must be downloaded, which fails offline
     engine = engine_class("hibari")()

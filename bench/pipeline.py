@@ -1,0 +1,132 @@
+"""A 200-line, 4-speaker manifest rendered three ways, side by side, same engine and seeds:
+
+  (a) voicebatch's render flow (Prefect start-up reported apart; WAV only, as (b) writes, and again with
+      MP3/M4B encoding when ffmpeg is present);
+  (b) a plain loop: one process, the engine loaded once, lines in order, each take normalised inline and written;
+  (c) the old web UI's way: one request per line, the voice prompt prepared and the reference clip re-read
+      and resampled per request, normalisation on the same thread, caches released after each request.
+
+    .venv/bin/python bench/pipeline.py [--lines 200]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, lines_of, prepare_environment, save, write_manifest  # noqa: E402
+
+ENGINE = "hibari"  # the embedded default: where orchestration overhead shows most
+
+
+def plain_loop(manifest: Path, out: Path) -> tuple[float, float]:
+    """(b): load once, render each line, normalise it inline (BS.1770 to -19 LUFS, peak-limited), write it."""
+    from engine.pool import warm_engine
+    from tasks.audio_io import write_wav_atomic
+    from tasks.loudness import normalise, resolve_target
+
+    start = time.perf_counter()
+    engine = warm_engine(ENGINE, "cpu", "auto", lane=90).engine  # its own instance: a cold load, like a new process
+    target = resolve_target("audiobook")
+    audio_seconds = 0.0
+    for i, request in enumerate(lines_of(manifest, ENGINE)):
+        audio = engine.render([request])[0]
+        audio, _ = normalise(audio, target, 24_000)
+        write_wav_atomic(out / f"{i:05d}.wav", audio)
+        audio_seconds += audio.size / 24_000
+    return time.perf_counter() - start, audio_seconds
+
+
+def old_web_ui(manifest: Path, out: Path) -> tuple[float, float]:
+    """(c): per request: prepare the prompt, re-read and resample the voice's reference, render, normalise
+    (RMS, as the old UI did) on the same thread, write, release caches."""
+    import gc
+
+    import soundfile as sf
+    import soxr
+
+    from engine.pool import warm_engine
+    from tasks.audio_io import write_wav_atomic
+
+    start = time.perf_counter()
+    engine = warm_engine(ENGINE, "cpu", "auto", lane=91).engine
+    audio_seconds = 0.0
+    for i, request in enumerate(lines_of(manifest, ENGINE)):
+        reference, rate = sf.read(str(ROOT / "voices" / request.voice.voice_id / "reference.wav"), dtype="float32")
+        soxr.resample(reference, rate, 24_000)  # the reference "encoded" again for every request
+        audio = engine.render([request])[0]
+        rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) or 1.0
+        audio = np.clip(audio * (0.15 / rms), -1.0, 1.0)
+        write_wav_atomic(out / f"{i:05d}.wav", audio)
+        engine.clear_caches()
+        gc.collect()
+        audio_seconds += audio.size / 24_000
+    return time.perf_counter() - start, audio_seconds
+
+
+def flow_run(manifest: Path, out: Path, encode: bool) -> dict:
+    from flows.render import render_manifest
+
+    saved = os.environ["PATH"]
+    if not encode:
+        os.environ["PATH"] = str(Path(sys.executable).parent)  # no ffmpeg: WAV only, as the loop writes
+    try:
+        start = time.perf_counter()
+        summary = render_manifest(str(manifest), engine=ENGINE, output_dir=str(out))
+        total = time.perf_counter() - start
+    finally:
+        os.environ["PATH"] = saved
+    lanes = summary.lane_busy_seconds / summary.render_phase_seconds if summary.render_phase_seconds else 0
+    return {"total_s": total, "prefect_and_orchestration_s": total - summary.wall_seconds,
+            "wall_s": summary.wall_seconds, "audio_s": summary.audio_seconds, "load_s": summary.load_seconds,
+            "lane_busy_s": summary.lane_busy_seconds, "render_phase_s": summary.render_phase_seconds,
+            "lanes_in_use_avg": lanes, "takes": summary.takes_rendered}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=200)
+    args = parser.parse_args()
+    scratch = prepare_environment()
+    import flows  # noqa: F401
+
+    manifest = write_manifest(scratch, args.lines, name="pipeline")
+    # Prefect's temporary server starts on the first flow call: start it with a tiny run, timed apart.
+    warmup = write_manifest(scratch, 4, name="warmup")
+    startup_start = time.perf_counter()
+    flow_run(warmup, scratch / "warmup", encode=False)
+    prefect_startup = time.perf_counter() - startup_start
+
+    b_wall, b_audio = plain_loop(manifest, scratch / "loop")
+    c_wall, c_audio = old_web_ui(manifest, scratch / "old")
+    a = flow_run(manifest, scratch / "flow", encode=False)
+    a_enc = flow_run(manifest, scratch / "flow-encoded", encode=True)
+
+    rate = lambda audio, wall: audio / wall  # noqa: E731
+    a_rate, b_rate, c_rate = rate(a["audio_s"], a["wall_s"]), rate(b_audio, b_wall), rate(c_audio, c_wall)
+    results = {
+        "lines": args.lines, "engine": ENGINE,
+        "prefect_startup_s (first flow call, apart)": round(prefect_startup, 2),
+        "a_flow_wall_s": round(a["wall_s"], 2), "a_audio_s_per_s": round(a_rate, 1),
+        "a_model_load_s": round(a["load_s"], 2), "a_render_lane_busy_s": round(a["lane_busy_s"], 2),
+        "a_render_phase_s": round(a["render_phase_s"], 2),
+        "a_lanes_in_use_avg": round(a["lanes_in_use_avg"], 2),
+        "a_orchestration_per_line_ms": round(1000 * a["prefect_and_orchestration_s"] / args.lines, 2),
+        "a_after_render_s (mastering, book, provenance)": round(a["wall_s"] - a["render_phase_s"] - a["load_s"], 2),
+        "a_with_mp3_m4b_wall_s": round(a_enc["wall_s"], 2),
+        "b_plain_loop_wall_s": round(b_wall, 2), "b_audio_s_per_s": round(b_rate, 1),
+        "c_old_web_ui_wall_s": round(c_wall, 2), "c_audio_s_per_s": round(c_rate, 1),
+        "ratio_a_over_b": round(a_rate / b_rate, 2), "ratio_a_over_c": round(a_rate / c_rate, 2),
+    }
+    for key, value in results.items():
+        print(f"{key:48s} {value}")
+    save("pipeline", results)
+
+
+if __name__ == "__main__":
+    main()
