@@ -27,7 +27,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run_all.py
+
 clean:
 	rm -rf $(OUT)/* build *.egg-info .pytest_cache
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean

@@ -105,6 +105,15 @@ def main() -> None:
         _, prefill_s = timed(lambda: (model.generate(**inputs, max_new_tokens=1, do_sample=True), sync()), args.repeats)
     print(f"\nprefill of {args.jobs} prompts x {prompt_tokens} tokens (+1 step): {prefill_s:.2f} s = "
           f"{100 * prefill_s / batched_s:.1f}% of the batched render: the most a shared prefix cache could save")
+    from bench.common import save
+
+    save("engine", {"model": size, "device": device, "jobs": args.jobs, "frames": frames,
+                    "batched_s": round(batched_s, 3), "one_at_a_time_s": round(single_s, 3),
+                    "batched_audio_s_per_s": round(audio_s / batched_s, 2),
+                    "single_audio_s_per_s": round(audio_s / single_s, 2),
+                    "reference_encode_ms_once": round(encode_s * 1000, 1),
+                    "reference_encode_ms_per_line_without_reuse": round(encode_s * args.jobs * 1000, 1),
+                    "prefill_share_of_batched": round(prefill_s / batched_s, 4)})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def main() -> None:
 
     def run() -> tuple[float, object]:
         start = time.perf_counter()
-        summary = render_manifest(str(path), output_dir=str(out))
+        summary = render_manifest(str(path), engine="hibari", output_dir=str(out))
         return time.perf_counter() - start, summary
 
     first_total, first = run()

@@ -120,6 +120,11 @@ def main() -> None:
           f"(max {max(gaps, default=0) * 1000:.1f} ms) over {len(gaps)} hand-overs")
     print(f"render lane busy {busy:.2f} s with normalisation alongside vs {render_alone:.2f} s alone "
           f"(CPU shared, not waiting: {busy - render_alone:+.2f} s)")
+    from bench.common import save
+
+    save("normalize", {"takes": args.takes, "serial_s": round(serial, 2), "parallel_threads_s": round(parallel, 2),
+                       "parallel_processes_s": round(processes, 2), "render_alone_s": round(render_alone, 2),
+                       "render_lane_wait_ms": round(sum(gaps) * 1000, 1)})
 
 
 if __name__ == "__main__":
