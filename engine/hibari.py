@@ -20,6 +20,7 @@ class HibariEngine(Engine):
     id = "hibari"
     code_version = "1"
     honours = frozenset({"seed"})  # temperature, top_k/top_p and token limits mean nothing to it
+    _resolved: dict[str, str] = {}  # process-wide: every lane's instance resolves (and warns) once per voice
 
     class Options(Engine.Options):
         voice: str = Field(BUNDLED_VOICE, description="hibari voice name; only 'heart' works offline.")
@@ -28,7 +29,6 @@ class HibariEngine(Engine):
     def __init__(self, device: str = "cpu", dtype: str = "auto") -> None:
         super().__init__("cpu", "float32")  # onnxruntime on the CPU, whatever the machine has
         self._models: dict[str, object] = {}
-        self._resolved: dict[str, str] = {}
 
     def load(self) -> None:
         self._model(BUNDLED_VOICE)

@@ -54,6 +54,7 @@ def test_single_threaded_cpu_engines_get_a_lane_per_core_each_with_its_own_insta
 
 def test_unavailable_hibari_voice_falls_back_to_the_bundled_one_with_a_warning(caplog, monkeypatch, tmp_path):
     monkeypatch.setenv("HIBARI_HOME", str(tmp_path))  # an empty cache: fenrir must be downloaded, which fails offline
+    monkeypatch.setattr(engine_class("hibari"), "_resolved", {})  # forget what this process resolved before
     engine = engine_class("hibari")()
     with caplog.at_level(logging.WARNING, logger="engine.hibari"):
         options = engine.effective_options(request("x", voice="fenrir").voice)
