@@ -85,3 +85,14 @@ def publish(title: str, summary: str, table: list[dict[str, Any]]) -> None:
         create_table_artifact(table, key=artifact_key(title, "takes"), description="one row per take")
     except Exception as e:  # noqa: BLE001
         log.warning("could not publish the run report to Prefect: %s", e)
+
+
+def publish_qa(title: str, summary: str, table: list[dict[str, Any]]) -> None:
+    """The run's QA report (per chapter, re-taken and flagged takes) and its per-take table as artifacts."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    try:
+        create_markdown_artifact(summary, key=artifact_key(title, "qa"), description=f"voicebatch QA of {title}")
+        create_table_artifact(table, key=artifact_key(title, "qa-takes"), description="QA: one row per take")
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not publish the QA report to Prefect: %s", e)
