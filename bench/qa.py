@@ -34,7 +34,7 @@ def task_spans(flow_run_id: str) -> dict[str, list[tuple[float, float]]]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=10_000)
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
     spans: dict[str, list[tuple[float, float]]] = {"render": [], "qa": []}
     for r in runs:
         kind = "render" if r.name.startswith("render") else "qa" if r.name.startswith("qa") else None

@@ -165,12 +165,13 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     failed = [dict(source=r["source"], chapter=r["chapter"], line=r["line"], chunk=r["chunk"], text=r["text"],
                    error=r["error"]) for r in rows if r["status"] == "failed"]
     status = "partial" if failed else "completed"
-    rendered = len(takes) - len(hits)
+    rendered = sum(k not in hits for k in takes)  # with QA, `takes` holds only the kept ones
+    reused = len(takes) - rendered
     wall = time.perf_counter() - started
     audio = sum(c.duration for c in delivery.chapters)
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
-        status=status, ended_at=now, takes_rendered=rendered, takes_reused=len(hits), audio_seconds=audio,
+        status=status, ended_at=now, takes_rendered=rendered, takes_reused=reused, audio_seconds=audio,
         wall_seconds=wall, load_seconds=load_seconds, device=first.device, dtype=first.dtype,
         error=f"{len(failed)} takes failed" if failed else None,
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
@@ -183,7 +184,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                           qa_report.take_table(checked.attempts))
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
-                      takes_reused=len(hits), failures=failed, chapters_written=len(delivery.mastered),
+                      takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),
                       audio_seconds=audio, load_seconds=load_seconds,
                       render_seconds=sum(t.render_seconds for t in takes.values()) + checked.retake_seconds,
                       wall_seconds=wall,

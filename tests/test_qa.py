@@ -164,3 +164,22 @@ def test_qa_command_rescores_a_past_run_from_the_cache(garbled, capsys, monkeypa
         assert "no run" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+def test_a_rerun_reuses_the_kept_retake_and_every_score(garbled):
+    from flows.render import render_manifest
+
+    out, first = garbled
+    manifest = out.parent / "garbled.yaml"
+    again = render_manifest(manifest=str(manifest), output_dir=str(out))
+    assert (again.takes_rendered, again.takes_reused) == (0, 2) and again.qa_seconds == 0.0
+    assert [(r["line"], r["attempt"], r["kept"], r["scored"]) for r in again.qa] == [
+        (0, 1, True, False), (1, 1, False, False), (1, 2, True, False)]
+    assert again.chapters == first.chapters
+
+
+def test_render_qa_flag_defaults_to_the_manifest():
+    from flows.cli import build_parser
+
+    assert build_parser().parse_args(["render", "m.yaml", "--qa"]).qa is True
+    assert build_parser().parse_args(["render", "m.yaml"]).qa is None
