@@ -13,8 +13,8 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from tasks import qa_report
 from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_voices
+from tasks import qa_report
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:

@@ -139,6 +139,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
             result = future.result()
             takes.update({t.key: t for t in result.takes})
             failures.update({f.key: f for f in result.failures})
+        render_seconds = sum(t.render_seconds for t in takes.values()) + checked.retake_seconds
         if qa_plan:
             takes = {t.key: t for t in checked.kept.values()}
         for record in records:
@@ -186,8 +187,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
                       takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),
                       audio_seconds=audio, load_seconds=load_seconds,
-                      render_seconds=sum(t.render_seconds for t in takes.values()) + checked.retake_seconds,
-                      wall_seconds=wall,
+                      render_seconds=render_seconds, wall_seconds=wall,
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
                       qa=checked.attempts, qa_seconds=checked.asr_seconds)

@@ -99,12 +99,13 @@ def transcribe_take(path: str, plan: QaPlan) -> tuple[str, float]:
     audio, rate = read_mono(Path(path))
     start = time.perf_counter()
     try:
-        return transcribe(audio, rate, plan.asr_model, plan.device, where=path).text, time.perf_counter() - start
-    except TranscriptionError:
+        heard = transcribe(audio, rate, plan.asr_model, plan.device, where=path)
+    except TranscriptionError:  # the model loaded above, so this is a take with no words in it
         return "", time.perf_counter() - start
+    return heard.text, heard.seconds  # Whisper's own time, not the wait for the process's one Whisper
 
 
-class _Scorer:
+class Scorer:
     """Scores takes, from the cache when it has them; new scores are stored when the batch is done."""
 
     def __init__(self, db: Path, plan: QaPlan, keys: list[str]) -> None:
@@ -148,7 +149,7 @@ def check_batch(result: BatchResult, jobs: dict[str, RenderJob], retakes: dict[s
     from tasks.run_record import take_from_row, take_row
 
     out = QaBatch(started=time.time())
-    scorer = _Scorer(db, plan, [t.key for t in result.takes] + [r.key for t in result.takes
+    scorer = Scorer(db, plan, [t.key for t in result.takes] + [r.key for t in result.takes
                                                                  for r in retakes.get(t.key, [])])
     for take in result.takes:
         planned = jobs[take.key]

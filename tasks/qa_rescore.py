@@ -8,7 +8,7 @@ from typing import Any
 from tasks.batch_render import Take
 from tasks.history import QueryError, run_detail
 from tasks.provenance import connect
-from tasks.qa import QaPlan, _Scorer, store_scores
+from tasks.qa import QaPlan, Scorer, store_scores
 from tasks.qa_score import TakeScore
 
 
@@ -35,7 +35,7 @@ def rescore_run(db: Path, run_id: str, plan: QaPlan) -> list[dict[str, Any]]:
     if missing:
         raise QueryError(f"{len(missing)} take files of run {run['run_id']} are gone (first: {missing[0]}); "
                          "render the manifest again to recreate them")
-    scorer = _Scorer(db, plan, [t["cache_key"] for t in takes])
+    scorer = Scorer(db, plan, [t["cache_key"] for t in takes])
     rows = []
     for t in takes:
         take = Take(t["cache_key"], t["take_path"], "", t["duration"] or 0.0, 0.0, 0.0, 0.0, None)
