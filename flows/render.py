@@ -181,8 +181,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    report.take_table(rows))
     if qa_plan:
-        report.publish_qa(title, qa_report.markdown(title, run_id, checked.attempts),
-                          qa_report.take_table(checked.attempts))
+        report.publish(title, qa_report.markdown(title, run_id, checked.attempts),
+                       qa_report.take_table(checked.attempts), kind="qa")
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
                       takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),

@@ -340,6 +340,24 @@ def insert_rows(con, table: str, rows: list[dict[str, Any]]) -> None:
     con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM data")
 
 
+def replace_rows(db: Path, table: str, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """Insert rows in one transaction, replacing the rows that share their values of the `keys` columns."""
+    if not rows:
+        return
+    match = " AND ".join(f"{table}.{k} = t.{k}" for k in keys)
+    columns = ", ".join(f"unnest(?::VARCHAR[]) AS {k}" for k in keys)
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM (SELECT {columns}) t WHERE {match})",
+                        [[str(r[k]) for r in rows] for k in keys])
+            insert_rows(con, table, rows)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False

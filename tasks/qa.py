@@ -75,19 +75,8 @@ def cached_scores(db: Path, keys: list[str], model_id: str) -> dict[str, dict[st
 
 
 def store_scores(db: Path, rows: list[dict[str, Any]]) -> None:
-    """Add scores to the cache in one transaction (a score already there is kept: it is the same take)."""
-    if not rows:
-        return
-    with provenance.connect(db) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM qa_scores WHERE asr_model = ? AND cache_key IN (SELECT unnest(?::VARCHAR[]))",
-                        [rows[0]["asr_model"], [r["cache_key"] for r in rows]])
-            provenance.insert_rows(con, "qa_scores", rows)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    """Add scores to the cache in one transaction."""
+    provenance.replace_rows(db, "qa_scores", rows, ("cache_key", "asr_model"))
 
 
 def transcribe_take(path: str, plan: QaPlan) -> tuple[str, float]:

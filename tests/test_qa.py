@@ -3,13 +3,12 @@ demo manifests score clean, a garbled take is flagged and re-taken, scores are c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, rows
+from conftest import ROOT, rows, setting
 from tasks.errors import ManifestError
 from tasks.qa_score import QaLimits, normalise_words, number_words, score_take, word_error_rate
 
@@ -56,17 +55,8 @@ def test_manifest_qa_block_is_validated(tmp_path, voices_dir):
 @pytest.fixture(scope="module")
 def asr(whisper_tiny_en):
     """VOICEBATCH_WHISPER_MODEL points at real tiny.en weights for this module."""
-    from engine.settings import get_settings
-
-    before = os.environ.get("VOICEBATCH_WHISPER_MODEL")
-    os.environ["VOICEBATCH_WHISPER_MODEL"] = str(whisper_tiny_en)
-    get_settings.cache_clear()
-    yield whisper_tiny_en
-    if before is None:
-        os.environ.pop("VOICEBATCH_WHISPER_MODEL", None)
-    else:
-        os.environ["VOICEBATCH_WHISPER_MODEL"] = before
-    get_settings.cache_clear()
+    with setting("VOICEBATCH_WHISPER_MODEL", str(whisper_tiny_en)):
+        yield whisper_tiny_en
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +173,19 @@ def test_render_qa_flag_defaults_to_the_manifest():
 
     assert build_parser().parse_args(["render", "m.yaml", "--qa"]).qa is True
     assert build_parser().parse_args(["render", "m.yaml"]).qa is None
+
+
+def test_a_stored_score_replaces_only_its_own_take_and_model(tmp_path):
+    from datetime import datetime
+
+    from tasks.qa import cached_scores, store_scores
+
+    def score(key: str, model: str, wer: float) -> dict:
+        return dict(cache_key=key, asr_model=model, transcript="heard", wer=wer, seconds_per_word=0.3, flagged=False,
+                    reasons="[]", asr_seconds=1.0, created_at=datetime.now())
+
+    db = tmp_path / "p.duckdb"
+    store_scores(db, [score("a", "tiny", 0.1), score("b", "tiny", 0.2), score("a", "base", 0.3)])
+    store_scores(db, [score("a", "tiny", 0.5)])
+    assert {k: r["wer"] for k, r in cached_scores(db, ["a", "b"], "tiny").items()} == {"a": 0.5, "b": 0.2}
+    assert cached_scores(db, ["a", "b"], "base")["a"]["wer"] == 0.3 and "b" not in cached_scores(db, ["b"], "base")
