@@ -189,3 +189,17 @@ def test_a_stored_score_replaces_only_its_own_take_and_model(tmp_path):
     store_scores(db, [score("a", "tiny", 0.5)])
     assert {k: r["wer"] for k, r in cached_scores(db, ["a", "b"], "tiny").items()} == {"a": 0.5, "b": 0.2}
     assert cached_scores(db, ["a", "b"], "base")["a"]["wer"] == 0.3 and "b" not in cached_scores(db, ["b"], "base")
+
+
+def test_the_qa_report_is_a_prefect_artifact(garbled):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    _, summary = garbled
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[summary.run_id])))
+    by_key = {a.key: a for a in found}
+    assert {"garbled-qa", "garbled-qa-takes"} <= set(by_key)
+    report = by_key["garbled-qa"].data
+    assert "| 1 | 2 | 1 | 1 |" in report and "| 1 | 2 | 2 | 2 |" in report  # both attempts of line 2 listed
