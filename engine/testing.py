@@ -4,10 +4,14 @@ is exercised through its real code path.
 
 Markers in a line's text: `FAULT:exception`, `FAULT:oom` (fails while batched with other jobs, renders
 alone), `FAULT:nan`, `FAULT:empty`, `FAULT:long` (ten minutes of audio), `FAULT:mps` (an MPS-only op
-failure when the engine runs on "mps"; renders on "cpu").
+failure when the engine runs on "mps"; renders on "cpu"), `FAULT:garbled@SEED` (rendered with that seed, the
+take speaks another line's words instead; with any other seed, the line without the marker: what a re-take
+with the next seed fixes).
 """
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +19,10 @@ import numpy as np
 from engine.base import SAMPLE_RATE, EngineInfo, RenderRequest
 from engine.errors import EngineError
 from engine.hibari import HibariEngine
+
+
+GARBLED = re.compile(r"\s*FAULT:garbled@(\d+)")
+OTHER_LINE = "Nobody had written to the lighthouse in years, and now there were two letters on the table."
 
 
 class InjectedFault(EngineError):
@@ -38,6 +46,7 @@ class FaultInjectingEngine(HibariEngine):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
         if self.device == "mps" and any("FAULT:mps" in t for t in texts):
             raise NotImplementedError("The operator 'aten::_fft_r2c' is not currently implemented for the MPS device")
+        requests = [self._garbled(r) for r in requests]
         out = []
         for req, audio in zip(requests, super().render(requests)):
             if "FAULT:nan" in req.text:
@@ -48,6 +57,14 @@ class FaultInjectingEngine(HibariEngine):
                 audio = np.resize(audio, SAMPLE_RATE * 600)
             out.append(audio)
         return out
+
+    @staticmethod
+    def _garbled(request: RenderRequest) -> RenderRequest:
+        match = GARBLED.search(request.text)
+        if match is None:
+            return request
+        spoken = OTHER_LINE if int(match.group(1)) == request.params.seed else GARBLED.sub("", request.text)
+        return replace(request, text=spoken)
 
     def info(self) -> EngineInfo:
         info = super().info()

@@ -13,7 +13,8 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_doctor, cli_history, cli_import, cli_voices
+from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_voices
+from tasks import qa_report
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -27,6 +28,8 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     _print_loudness(summary.loudness)
     for warning in summary.warnings:
         print(f"  warning: {warning}")
+    for line in qa_report.text_lines(summary.qa):
+        print(line)
     for failure in summary.failures:
         print(f"  FAILED   chapter {failure['chapter'] + 1}, line {failure['line'] + 1} ({failure['source']}): "
               f"{failure['text'][:50]!r}: {failure['error']}")
@@ -83,7 +86,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
         summary = render_manifest(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
-                                  force=args.force)
+                                  force=args.force, qa=args.qa)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
         if not args.json:
@@ -122,11 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=cmd_render)
 
     render.add_argument("--force", action="store_true", help="render every take again, ignoring the cache")
+    render.add_argument("--qa", action="store_true", default=None,
+                        help="check every take by ASR and re-take flagged ones (default: the manifest's qa.enabled)")
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)
     cli_voices.add_commands(sub)
     cli_doctor.add_command(sub)
+    cli_qa.add_command(sub)
     return parser
 
 

@@ -17,8 +17,9 @@ from prefect.runtime import flow_run
 from engine.errors import EngineError, UserInputError, VoicebatchError
 from engine.registry import engine_class
 from engine.settings import get_settings
+from flows import quality
 from flows.deliver import deliver
-from tasks import cache, provenance, report, run_record, steps, voice_prep, voice_records
+from tasks import cache, provenance, qa_report, report, run_record, steps, voice_prep, voice_records
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.errors import VoiceError
 from tasks.ingest import Script
@@ -47,6 +48,8 @@ class RunSummary:
     loudness: list[dict] = field(default_factory=list)  # per chapter: measurements, pass/fail, problems
     encoded: list[str] = field(default_factory=list)  # MP3/M4B files (none without ffmpeg)
     warnings: list[str] = field(default_factory=list)
+    qa: list[dict] = field(default_factory=list)  # QA attempts (qa_takes rows); empty when QA is off
+    qa_seconds: float = 0.0  # transcription time in this run
 
 
 def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
@@ -77,8 +80,9 @@ def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, d
 
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
-                    force: bool = False) -> RunSummary:
-    """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`)."""
+                    force: bool = False, qa: bool | None = None) -> RunSummary:
+    """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`); with
+    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged."""
     settings = get_settings()
     logger = get_run_logger()
     out = Path(output_dir) if output_dir else settings.output_dir
@@ -96,6 +100,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
+        qa_plan = quality.qa_plan(script.manifest.qa, qa, settings)
         setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype,
                                       speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
@@ -118,9 +123,19 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         engine_of = {j.key: j.engine for j in jobs}
         # Takes are recorded as each batch lands, so a run killed later still reuses them.
         records = [steps.record_batch.submit(f, engine_of, run_id, db, progress) for f in futures]
-        # Normalisation, mastering and export run in their own pool while the render lane goes on.
-        delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db, force,
-                           settings.max_output_mb, logger)
+        checked = quality.QaOutcome()
+        if qa_plan:
+            # QA beside the render lane; delivery then works from the takes QA kept.
+            checked = quality.gather(quality.submit_checks(qa_plan, script, jobs, setup, futures, list(takes.values()),
+                                                           run_id, db, takes_dir, settings, limits))
+            jobs = [checked.kept_jobs.get(j.key, j) for j in jobs]
+            hits.update(checked.reused)
+            delivery = deliver(script, jobs, [], [], BatchResult(takes=list(checked.kept.values())), out, db, force,
+                               settings.max_output_mb, logger)
+        else:
+            # Normalisation, mastering and export run in their own pool while the render lane goes on.
+            delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db, force,
+                               settings.max_output_mb, logger)
         failures: dict[str, RenderFailure] = {}
         spans: list[tuple[float, float]] = []
         for future in futures:
@@ -128,6 +143,9 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
             spans += result.spans
             takes.update({t.key: t for t in result.takes})
             failures.update({f.key: f for f in result.failures})
+        render_seconds = sum(t.render_seconds for t in takes.values()) + checked.retake_seconds
+        if qa_plan:
+            takes = {t.key: t for t in checked.kept.values()}
         for record in records:
             record.result()
         if failures:
@@ -152,24 +170,30 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     failed = [dict(source=r["source"], chapter=r["chapter"], line=r["line"], chunk=r["chunk"], text=r["text"],
                    error=r["error"]) for r in rows if r["status"] == "failed"]
     status = "partial" if failed else "completed"
-    rendered = len(takes) - len(hits)
+    rendered = sum(k not in hits for k in takes)  # with QA, `takes` holds only the kept ones
+    reused = len(takes) - rendered
     wall = time.perf_counter() - started
     audio = sum(c.duration for c in delivery.chapters)
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
-        status=status, ended_at=now, takes_rendered=rendered, takes_reused=len(hits), audio_seconds=audio,
+        status=status, ended_at=now, takes_rendered=rendered, takes_reused=reused, audio_seconds=audio,
         wall_seconds=wall, load_seconds=load_seconds, device=first.device, dtype=first.dtype,
         error=f"{len(failed)} takes failed" if failed else None,
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
-        extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness})
+        extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness,
+               "qa_takes": checked.attempts})
     report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    report.take_table(rows))
+    if qa_plan:
+        report.publish(title, qa_report.markdown(title, run_id, checked.attempts),
+                       qa_report.take_table(checked.attempts), kind="qa")
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
-                      takes_reused=len(hits), failures=failed, chapters_written=len(delivery.mastered),
+                      takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),
                       audio_seconds=audio, load_seconds=load_seconds,
-                      render_seconds=sum(t.render_seconds for t in takes.values()), wall_seconds=wall,
+                      render_seconds=render_seconds, wall_seconds=wall,
                       lane_busy_seconds=sum(e - b for b, e in spans),
                       render_phase_seconds=max((e for _, e in spans), default=0) - min((b for b, _ in spans), default=0),
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
-                      encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings)
+                      encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
+                      qa=checked.attempts, qa_seconds=checked.asr_seconds)

@@ -101,18 +101,7 @@ def find_takes(db: Path, takes_dir: Path, keys: Iterable[str],
 
 def record_takes(db: Path, rows: list[dict[str, Any]]) -> None:
     """Register rendered takes (one short transaction; a take rendered twice keeps its newest row)."""
-    if not rows:
-        return
-    with provenance.connect(db) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM takes WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))",
-                        [[r["cache_key"] for r in rows]])
-            provenance.insert_rows(con, "takes", rows)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    provenance.replace_rows(db, "takes", rows, ("cache_key",))
 
 
 def fingerprint(material: Any) -> str:

@@ -142,6 +142,16 @@ class Loudness(BaseModel):
         return resolve_target(**self.model_dump())
 
 
+class Qa(BaseModel):
+    """The ASR check of every take (see tasks/qa.py): on or off, when a take is flagged, how many re-takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Transcribe and score every take; `voicebatch render --qa` also turns it on.")
+    wer_threshold: float = Field(0.2, ge=0, le=1, description="A take whose word error rate is above this is re-taken.")
+    max_attempts: int = Field(2, ge=0, le=10, description="Re-takes after the first take (seeds +1, +2, ...).")
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -151,6 +161,7 @@ class Manifest(BaseModel):
     engine: str | None = Field(None, description="Engine for every voice of this manifest.")
     defaults: Defaults = Field(default_factory=Defaults)
     loudness: Loudness = Field(default_factory=Loudness)
+    qa: Qa = Field(default_factory=Qa)
     voices: dict[str, SpeakerVoice] = Field(min_length=1)
     chapters: list[Chapter] = Field(min_length=1)
 

@@ -191,12 +191,53 @@ def _m004_voice_transcripts(con) -> None:
         )""")
 
 
+def _m005_take_qa(con) -> None:
+    """ASR scores cached by take and model, and every QA attempt of every run (re-takes included)."""
+    con.execute("""
+        CREATE TABLE qa_scores (
+            cache_key VARCHAR NOT NULL,     -- the take (takes.cache_key)
+            asr_model VARCHAR NOT NULL,     -- Whisper model name, or file:<sha256> of a checkpoint
+            transcript VARCHAR NOT NULL,
+            wer DOUBLE NOT NULL,
+            seconds_per_word DOUBLE,
+            flagged BOOLEAN NOT NULL,
+            reasons VARCHAR,                -- JSON list of sentences
+            asr_seconds DOUBLE,             -- transcription time
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (cache_key, asr_model)
+        )""")
+    con.execute("""
+        CREATE TABLE qa_takes (
+            run_id VARCHAR NOT NULL,
+            chapter INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            chunk INTEGER NOT NULL,
+            text VARCHAR,
+            job_key VARCHAR NOT NULL,       -- the planned take's cache key (first attempt)
+            cache_key VARCHAR,              -- this attempt's take
+            attempt INTEGER NOT NULL,       -- 1 = the planned take, 2.. = re-takes
+            seed BIGINT,
+            asr_model VARCHAR NOT NULL,
+            transcript VARCHAR,
+            wer DOUBLE,
+            seconds_per_word DOUBLE,
+            duration DOUBLE,
+            flagged BOOLEAN,
+            reasons VARCHAR,                -- JSON list
+            kept BOOLEAN NOT NULL,          -- the take the chapter uses
+            scored BOOLEAN,                 -- transcribed in this run (false: score from qa_scores)
+            error VARCHAR,                  -- a re-take that failed to render
+            created_at TIMESTAMP NOT NULL
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
     ("002_take_cache", _m002_take_cache),
     ("003_loudness", _m003_loudness),
     ("004_voice_transcripts", _m004_voice_transcripts),
+    ("005_take_qa", _m005_take_qa),
 ]
 
 
@@ -297,6 +338,24 @@ def insert_rows(con, table: str, rows: list[dict[str, Any]]) -> None:
     data = _column_arrays(rows)  # read by DuckDB's replacement scan below
     columns = ", ".join(data)
     con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM data")
+
+
+def replace_rows(db: Path, table: str, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """Insert rows in one transaction, replacing the rows that share their values of the `keys` columns."""
+    if not rows:
+        return
+    match = " AND ".join(f"{table}.{k} = t.{k}" for k in keys)
+    columns = ", ".join(f"unnest(?::VARCHAR[]) AS {k}" for k in keys)
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM (SELECT {columns}) t WHERE {match})",
+                        [[str(r[k]) for r in rows] for k in keys])
+            insert_rows(con, table, rows)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
 
 
 def _alive(pid: int | None) -> bool:

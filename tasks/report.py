@@ -76,12 +76,14 @@ class Progress:
             update_progress_artifact(self.id, 100.0 * self.done / self.total)
 
 
-def publish(title: str, summary: str, table: list[dict[str, Any]]) -> None:
-    """The run's summary and take table as artifacts; the run is already recorded, so a failure here only warns."""
+def publish(title: str, summary: str, table: list[dict[str, Any]], kind: str = "run") -> None:
+    """A run's report as artifacts: `kind` "run" is the summary and take table, "qa" the QA report and its
+    per-take table. The run is already recorded, so a failure here only warns."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    keys = {"run": ("summary", "takes"), "qa": ("qa", "qa-takes")}[kind]
     try:
-        create_markdown_artifact(summary, key=artifact_key(title, "summary"), description=f"voicebatch run of {title}")
-        create_table_artifact(table, key=artifact_key(title, "takes"), description="one row per take")
+        create_markdown_artifact(summary, key=artifact_key(title, keys[0]), description=f"voicebatch {kind} of {title}")
+        create_table_artifact(table, key=artifact_key(title, keys[1]), description=f"{kind}: one row per take")
     except Exception as e:  # noqa: BLE001
-        log.warning("could not publish the run report to Prefect: %s", e)
+        log.warning("could not publish the %s report to Prefect: %s", kind, e)

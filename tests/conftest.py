@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,19 +81,29 @@ def whisper_tiny_en(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_higgs(tmp_path_factory) -> Path:
     """A tiny random Higgs checkpoint built once per session; VOICEBATCH_HIGGS_MODEL points at it meanwhile."""
-    from engine.settings import get_settings
     from engine.tiny_higgs import build_tiny_checkpoint
 
     path = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-higgs"))
-    before = os.environ.get("VOICEBATCH_HIGGS_MODEL")
-    os.environ["VOICEBATCH_HIGGS_MODEL"] = str(path)
+    with setting("VOICEBATCH_HIGGS_MODEL", str(path)):
+        yield path
+
+
+@contextmanager
+def setting(name: str, value: str):
+    """A VOICEBATCH_* environment variable set for a while, the settings re-read on entry and exit."""
+    from engine.settings import get_settings
+
+    before = os.environ.get(name)
+    os.environ[name] = value
     get_settings.cache_clear()
-    yield path
-    if before is None:
-        os.environ.pop("VOICEBATCH_HIGGS_MODEL", None)
-    else:
-        os.environ["VOICEBATCH_HIGGS_MODEL"] = before
-    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+        get_settings.cache_clear()
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
