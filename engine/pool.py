@@ -1,15 +1,18 @@
 """The process-wide warm pool: an engine loads once per process and stays loaded across tasks and flow runs.
 
-Each device has one render lane (a lock): the models are not re-entrant, and two renders on one GPU
-would only fight over it.
+Each device has one render lane (engine/lane.py: a thread lock and a file lock per device, shared by every
+process on the machine): the models are not re-entrant, and two renders on one GPU would only fight over it.
+Loading also happens in the lane, so two processes never load onto one device at once.
 """
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from engine.base import Engine
+from engine.lane import device_lane, thread_lock
 from engine.registry import engine_class
 
 
@@ -21,7 +24,6 @@ class WarmEngine:
 
 _engines: dict[tuple[str, str, str], Engine] = {}
 _loaded: set[tuple[str, str, str]] = set()
-_lanes: dict[str, threading.Lock] = {}
 _pool_lock = threading.Lock()
 
 
@@ -43,15 +45,22 @@ def warm_engine(name: str, device: str = "cpu", dtype: str = "auto") -> WarmEngi
         if key in _loaded:
             return WarmEngine(engine, 0.0)
         start = time.perf_counter()
-        engine.load()
+        with render_lane(engine.device):
+            engine.load()
         _loaded.add(key)
         return WarmEngine(engine, time.perf_counter() - start)
 
 
-def render_lane(device: str) -> threading.Lock:
-    """The lock that serialises renders on one device."""
-    with _pool_lock:
-        return _lanes.setdefault(device, threading.Lock())
+def lane_lock(device: str) -> threading.Lock:
+    """This process's lock for one device (the in-process half of its render lane)."""
+    return thread_lock(device)
+
+
+def render_lane(device: str) -> AbstractContextManager:
+    """The device's render lane, shared with every process on this machine (VOICEBATCH_LANE_DIR)."""
+    from engine.settings import get_settings
+
+    return device_lane(device, get_settings().lane_dir)
 
 
 def close_all() -> None:

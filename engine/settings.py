@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     whisper_model: str = Field("turbo", description="Whisper model for missing transcripts: a name or a checkpoint path.")
     transcribe: Literal["auto", "always"] = Field(
         "auto", description="auto: Whisper only for voices whose engine reads the reference; always: every voice.")
+    lane_dir: Path | None = Field(None, description="Folder of the per-device render-lane lock files shared by every "
+                                  "process on this machine; default: a folder in the system's temp dir.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class Take:
     rms_dbfs: float
     batch: int | None  # None for a take reused from the cache
     device: str | None = None  # set when it was made on another device than the engine's (a fallback)
+    render_started_at: datetime | None = None  # the engine call that made it, in the render lane
+    render_ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,22 +93,23 @@ class _BatchRenderer:
         self.device, self.dtype, self.limits = device, dtype, limits
         self.result = BatchResult()
 
-    def _call(self, engine: Engine, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float]:
+    def _call(self, engine: Engine, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, tuple[datetime, datetime]]:
         requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene) for j in jobs]
         with render_lane(engine.device):
-            start = time.perf_counter()
+            started_at, start = datetime.now(), time.perf_counter()
             try:
                 audios = engine.render(requests)
             finally:
                 engine.clear_caches()
             seconds = time.perf_counter() - start
+            ended_at = datetime.now()
         if len(audios) != len(requests):
             raise EngineError(f"engine {engine.id!r} returned {len(audios)} takes for {len(requests)} requests")
-        return [np.asarray(a, dtype=np.float32) for a in audios], seconds
+        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, (started_at, ended_at)
 
     def render(self, jobs: list[RenderJob], engine: Engine, alone_retry: bool = True) -> None:
         try:
-            audios, seconds = self._call(engine, jobs)
+            audios, seconds, interval = self._call(engine, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
             if is_mps_op_failure(e) and engine.device == "mps":
                 log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
@@ -129,15 +133,16 @@ class _BatchRenderer:
             elif problem:
                 self.result.failures.append(RenderFailure(job.key, problem))
             else:
-                self._keep(job, audio, seconds * audio.size / total, engine)
+                self._keep(job, audio, seconds * audio.size / total, engine, interval)
 
-    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, engine: Engine) -> None:
+    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, engine: Engine,
+              interval: tuple[datetime, datetime]) -> None:
         path = take_path(self.takes_dir, job.key)
         digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
         m = measure(audio)
         fallback = engine.device if engine.device != self.batch_device else None
         self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
-                                      m["rms_dbfs"], self.batch.index, fallback))
+                                      m["rms_dbfs"], self.batch.index, fallback, *interval))
 
     @property
     def batch_device(self) -> str:
