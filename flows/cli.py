@@ -13,7 +13,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_doctor, cli_history, cli_import, cli_voices
+from flows import cli_doctor, cli_history, cli_import, cli_serve, cli_voices
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -76,6 +76,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.engine:
         engine_class(args.engine)
     preflight(settings.output_dir, settings.database)
+    from flows.server_check import require_api
+
+    require_api()
 
     from flows.render import render_manifest
 
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.add_command(sub)
     cli_voices.add_commands(sub)
     cli_doctor.add_command(sub)
+    cli_serve.add_command(sub)
     return parser
 
 
