@@ -75,10 +75,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         ingest(manifest, settings.voices_dir)
     if args.engine:
         engine_class(args.engine)
-    preflight(settings.output_dir, settings.database)
     from flows.server_check import require_api
 
     require_api()
+    preflight(settings.output_dir, settings.database)
 
     from flows.render import render_manifest
 

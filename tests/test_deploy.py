@@ -1,0 +1,100 @@
+"""Deployments against a real local Prefect server: prefect.yaml on a process pool with a worker, `voicebatch
+serve` keeping the engine warm, and two concurrent runs sharing one render lane."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, rows
+from engine.lane import device_lane, lane_file
+from prefect_server import server_env, start_server, stop, wait_final
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    proc, url = start_server(home)
+    yield home, url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def api_client(server):
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(server[1]) as client:
+        yield client
+
+
+def _long_manifest(folder: Path, lines: int = 40) -> Path:
+    words = ["harbour", "lantern", "tide", "gull", "rope", "keeper", "fog", "stone"]
+    body = "\n".join(f"      - {{speaker: Ava, text: \"Line {i}: the {words[i % 8]} and the {words[(i * 3) % 8]} "
+                     f"were there at dusk.\"}}" for i in range(lines))
+    path = folder / "long.yaml"
+    path.write_text(f"title: Lane Drill\ndefaults: {{seed: 5}}\nvoices:\n  Ava: ava\nchapters:\n  - title: One\n"
+                    f"    lines:\n{body}\n")
+    return path
+
+
+def _wait_for_lane_waiters(lock: Path, count: int, timeout: float = 240) -> None:
+    """Until `count` processes are blocked on the lane's file lock (Linux: /proc/locks lists waiters with ->)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inode = f":{lock.stat().st_ino} "
+        waiting = [line for line in Path("/proc/locks").read_text().splitlines() if "->" in line and inode in line]
+        if len(waiting) >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{count} processes not waiting on {lock} after {timeout} s")
+
+
+def _intervals(db: Path, table: str, start: str, end: str) -> list[tuple]:
+    return [(r["s"], r["e"]) for r in rows(str(db), f"SELECT DISTINCT {start} AS s, {end} AS e FROM {table} "
+                                                  f"WHERE {start} IS NOT NULL ORDER BY s")]
+
+
+def _overlap(a: list[tuple], b: list[tuple]) -> bool:
+    return any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b)
+
+
+def test_two_concurrent_runs_never_render_at_once_but_normalise_together(server, tmp_path):
+    home, url = server
+    manifest = _long_manifest(tmp_path)
+    env = {**server_env(home, url), "VOICEBATCH_LANE_DIR": str(tmp_path / "lanes"), "VOICEBATCH_BATCH_SIZE": "2"}
+    # The test holds the device's lane until both runs wait on it, so their renders compete for real.
+    with device_lane("cpu", tmp_path / "lanes"):
+        procs = [subprocess.Popen([str(BIN / "voicebatch"), "render", str(manifest), "--out", str(tmp_path / f"out{i}")],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]
+        _wait_for_lane_waiters(lane_file(tmp_path / "lanes", "cpu"), 2)
+    for p in procs:
+        out, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err[-3000:]
+    dbs = [tmp_path / f"out{i}" / "provenance.duckdb" for i in range(2)]
+    renders = [_intervals(db, "renders", "render_started_at", "render_ended_at") for db in dbs]
+    normalised = [_intervals(db, "take_levels", "normalise_started_at", "normalise_ended_at") for db in dbs]
+    assert all(len(r) == 20 for r in renders)  # 40 lines in batches of 2, every one rendered
+    # The runs ran at the same time: each one's render span overlaps the other's...
+    spans = [(r[0][0], r[-1][1]) for r in renders]
+    assert _overlap([spans[0]], [spans[1]])
+    # ...yet no engine call of one overlapped an engine call of the other on the shared device,
+    assert not _overlap(renders[0], renders[1])
+    # while normalisation, off the lane, did run alongside the other run's work.
+    assert _overlap(normalised[0], normalised[1] + renders[1]) and _overlap(normalised[1], normalised[0] + renders[0])
+
+
+def test_server_that_is_down_is_a_clear_error(tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    result = subprocess.run([str(BIN / "voicebatch"), "render", "manifests/demo-dialogue.yaml", "--out", str(tmp_path)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "provenance.duckdb").exists()
