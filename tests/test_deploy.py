@@ -98,3 +98,78 @@ def test_server_that_is_down_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "PREFECT_API_URL=http://127.0.0.1:9/api: no Prefect server answers there" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "provenance.duckdb").exists()
+
+
+def _artifacts(client, flow_run_id) -> dict[str, object]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found if a.key}
+
+
+def _trigger(client, deployment: str, parameters: dict):
+    return client.create_flow_run_from_deployment(client.read_deployment_by_name(deployment).id, parameters=parameters)
+
+
+@pytest.fixture(scope="module")
+def deployed_run(server, api_client, tmp_path_factory):
+    """prefect.yaml deployed to a process pool, a worker started, render-manifest triggered through the API."""
+    home, url = server
+    env = {**server_env(home, url), "VOICEBATCH_HOME": str(ROOT)}
+    prefect = str(BIN / "prefect")
+    for command in ([prefect, "work-pool", "create", "voicebatch-process", "--type", "process"],
+                    [prefect, "--no-prompt", "deploy", "--all"]):
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    log = open(home / "worker.log", "wb")
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", "voicebatch-process", "--prefetch-seconds", "60"],
+                              cwd=tmp_path_factory.mktemp("elsewhere"), env=env, stdout=log, stderr=subprocess.STDOUT)
+    out = tmp_path_factory.mktemp("deployed-out")
+    try:
+        run = _trigger(api_client, "render-manifest/render-manifest",
+                       {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(out)})
+        yield wait_final(api_client, run.id, timeout=400), out
+    finally:
+        stop(worker)
+
+
+def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_completes_the_run(deployed_run, api_client):
+    run, out = deployed_run
+    assert run.state.is_completed(), run.state.message
+    names = {d.name for d in api_client.read_deployments()}
+    assert {"render-manifest", "nightly-catalog"} <= names
+    catalog = api_client.read_deployment_by_name("nightly-catalog/nightly-catalog")
+    assert [s.schedule.cron for s in catalog.schedules] == ["0 2 * * *"]
+    artifacts = _artifacts(api_client, run.id)
+    assert {"the-lighthouse-dialogue-summary", "the-lighthouse-dialogue-takes"} <= set(artifacts)
+    assert "# The Lighthouse Dialogue" in artifacts["the-lighthouse-dialogue-summary"].data
+    recorded = rows(str(out / "provenance.duckdb"), "SELECT flow_run_id, status, takes_rendered FROM runs")
+    assert recorded == [{"flow_run_id": str(run.id), "status": "completed", "takes_rendered": 8}]
+
+
+def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
+    home, url = server
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen([str(BIN / "voicebatch"), "serve", "--poll", "0.5", "--max-runs", "2"], cwd=ROOT,
+                             env=server_env(home, url), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not [d for d in api_client.read_deployments() if d.name == "render-manifest" and not d.work_pool_name]:
+            assert time.monotonic() < deadline and serve.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.5)
+        runs = []
+        for i in range(2):  # force: the second run renders every take again, on the engine the first one loaded
+            created = _trigger(api_client, "render-manifest/render-manifest",
+                               {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(tmp_path), "force": True})
+            runs.append(wait_final(api_client, created.id, timeout=300))
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            stop(serve)
+    assert all(r.state.is_completed() for r in runs), (tmp_path / "serve.log").read_text()[-2000:]
+    recorded = rows(str(tmp_path / "provenance.duckdb"),
+                    "SELECT flow_run_id, pid, load_seconds, takes_rendered FROM runs ORDER BY started_at")
+    assert [r["flow_run_id"] for r in recorded] == [str(r.id) for r in runs]
+    assert recorded[0]["pid"] == recorded[1]["pid"] == serve.pid  # both ran inside the serving process
+    assert recorded[0]["load_seconds"] > 0 and recorded[1]["load_seconds"] == 0
+    assert recorded[0]["takes_rendered"] == recorded[1]["takes_rendered"] == 8
