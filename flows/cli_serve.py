@@ -1,5 +1,6 @@
-"""`voicebatch serve`: one long-lived process that registers the render-manifest and nightly-catalog
-deployments (no work pool) and runs their flow runs itself, in this process, so engines stay warm.
+"""`voicebatch serve`: one long-lived process that registers `render-manifest/served` and
+`nightly-catalog/served` (deployments with no work pool, beside the work-pool ones of prefect.yaml) and
+runs their flow runs itself, in this process, so engines stay warm.
 
 Prefect's own `serve()` starts every flow run in a fresh (spawned) process, which would load the model
 again for each run; here the flow runs execute in-process through Prefect's flow engine, one at a time.
@@ -28,7 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     require_api()
     deployments = register(args.cron, args.manifests_dir)
     names = ", ".join(f"{flow.name}/{name}" for flow, name, _ in deployments.values())
-    print(f"serving {names}; trigger with: prefect deployment run 'render-manifest/render-manifest' "
+    print(f"serving {names}; trigger with: prefect deployment run 'render-manifest/served' "
           "-p manifest=manifests/demo-dialogue.yaml", flush=True)
     served = 0
     while args.max_runs is None or served < args.max_runs:
@@ -45,8 +46,8 @@ def register(cron: str, manifests_dir: str) -> dict:
     from flows.render import render_manifest
 
     specs = [
-        (render_manifest, render_manifest.to_deployment("render-manifest", description="Render one manifest.")),
-        (render_catalog, render_catalog.to_deployment("nightly-catalog", cron=cron,
+        (render_manifest, render_manifest.to_deployment("served", description="Render one manifest.")),
+        (render_catalog, render_catalog.to_deployment("served", cron=cron,
                                                       parameters={"manifests_dir": manifests_dir},
                                                       description="Render every manifest, incrementally.")),
     ]

@@ -154,12 +154,12 @@ def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
                              env=server_env(home, url), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while not [d for d in api_client.read_deployments() if d.name == "render-manifest" and not d.work_pool_name]:
+        while not [d for d in api_client.read_deployments() if d.name == "served"]:
             assert time.monotonic() < deadline and serve.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
             time.sleep(0.5)
         runs = []
         for i in range(2):  # force: the second run renders every take again, on the engine the first one loaded
-            created = _trigger(api_client, "render-manifest/render-manifest",
+            created = _trigger(api_client, "render-manifest/served",
                                {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(tmp_path), "force": True})
             runs.append(wait_final(api_client, created.id, timeout=300))
         assert serve.wait(timeout=60) == 0
