@@ -28,10 +28,11 @@ def server_env(home: Path, api_url: str | None = None) -> dict:
 def start_server(home: Path, timeout: float = 180) -> tuple[subprocess.Popen, str]:
     port = free_port()
     prefect = Path(sys.executable).parent / "prefect"
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=server_env(home), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
+    log = open(home / "server.log", "wb")
+    # The UI asks its API at PREFECT_UI_API_URL (default port 4200, not this one).
+    proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env={**server_env(home), "PREFECT_UI_API_URL": url}, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
