@@ -25,6 +25,7 @@ class WarmEngine:
 _engines: dict[tuple[str, str, str], Engine] = {}
 _loaded: set[tuple[str, str, str]] = set()
 _pool_lock = threading.Lock()
+load_counts: dict[tuple[str, str, str], int] = {}  # loads per engine in this process: a warm pool keeps it at 1
 
 
 def get_engine(name: str, device: str = "cpu", dtype: str = "auto") -> Engine:
@@ -48,6 +49,7 @@ def warm_engine(name: str, device: str = "cpu", dtype: str = "auto") -> WarmEngi
         with render_lane(engine.device):
             engine.load()
         _loaded.add(key)
+        load_counts[key] = load_counts.get(key, 0) + 1
         return WarmEngine(engine, time.perf_counter() - start)
 
 
@@ -61,6 +63,12 @@ def render_lane(device: str) -> AbstractContextManager:
     from engine.settings import get_settings
 
     return device_lane(device, get_settings().lane_dir)
+
+
+def loaded_counts() -> dict[str, int]:
+    """How many times each engine was loaded in this process, by "name/device/dtype" (for Dask workers)."""
+    with _pool_lock:
+        return {"/".join(key): n for key, n in load_counts.items()}
 
 
 def close_all() -> None:

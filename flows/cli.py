@@ -69,10 +69,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         settings.output_dir = Path(args.out)
     # Refuse bad input before Prefect starts: no run row, no file.
     from engine.registry import engine_class
+    from flows.runners import task_runner
     from tasks.ingest import ingest
 
     for manifest in args.manifests:
         ingest(manifest, settings.voices_dir)
+    task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)
     from flows.server_check import require_api
@@ -82,10 +84,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from flows.render import render_manifest
 
+    runner = task_runner(args.runner, args.dask_address, args.dask_workers)
+    flow = render_manifest.with_options(task_runner=runner) if runner else render_manifest
     results = []
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
-        summary = render_manifest(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
+        summary = flow(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
                                   force=args.force)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
@@ -125,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=cmd_render)
 
     render.add_argument("--force", action="store_true", help="render every take again, ignoring the cache")
+    render.add_argument("--runner", default="threads", choices=("threads", "dask"),
+                        help="threads in this process (default), or a Dask cluster (prefect-dask)")
+    render.add_argument("--dask-address", help="scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+                        "(default with --runner dask: a local cluster)")
+    render.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)

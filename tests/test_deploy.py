@@ -173,3 +173,44 @@ def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
     assert recorded[0]["pid"] == recorded[1]["pid"] == serve.pid  # both ran inside the serving process
     assert recorded[0]["load_seconds"] > 0 and recorded[1]["load_seconds"] == 0
     assert recorded[0]["takes_rendered"] == recorded[1]["takes_rendered"] == 8
+
+
+def _take_hashes(out: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "takes").glob("??/*.wav")}
+
+
+def test_dask_cluster_renders_byte_identical_takes_each_worker_loading_once(server, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from engine.pool import loaded_counts
+
+    home, url = server
+    env = {**server_env(home, url), "VOICEBATCH_BATCH_SIZE": "1"}  # 8 batches to spread over the workers
+    command = [str(BIN / "voicebatch"), "render", "manifests/demo-dialogue.yaml"]
+    single = subprocess.run([*command, "--out", str(tmp_path / "single")], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        spread = subprocess.run([*command, "--out", str(tmp_path / "dask"), "--runner", "dask", "--dask-address",
+                                 cluster.scheduler_address], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert spread.returncode == 0, spread.stderr[-3000:]
+        loads = client.run(loaded_counts)
+    # Both workers rendered, and each loaded each engine it used exactly once.
+    assert len(loads) == 2 and all(counts and set(counts.values()) == {1} for counts in loads.values())
+    assert {e for counts in loads.values() for e in counts} == {"hibari/auto/auto", "piper/auto/auto"}
+    takes = _take_hashes(tmp_path / "dask")
+    assert len(takes) == 8 and takes == _take_hashes(tmp_path / "single")
+    recorded = rows(str(tmp_path / "dask" / "provenance.duckdb"), "SELECT status, load_seconds FROM runs")
+    assert recorded == [{"status": "completed", "load_seconds": None}]  # the flow process loaded nothing
+
+
+def test_bad_dask_address_is_refused_before_prefect_starts(tmp_path):
+    result = subprocess.run([str(BIN / "voicebatch"), "render", "manifests/demo-dialogue.yaml", "--out", str(tmp_path),
+                             "--runner", "dask", "--dask-address", "10.0.0.5:8786"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "tcp://10.0.0.5:8786" in result.stderr
+    assert not (tmp_path / "provenance.duckdb").exists()
