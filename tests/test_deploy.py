@@ -214,3 +214,25 @@ def test_bad_dask_address_is_refused_before_prefect_starts(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2 and "tcp://10.0.0.5:8786" in result.stderr
     assert not (tmp_path / "provenance.duckdb").exists()
+
+
+def test_catalog_renders_every_manifest_incrementally_and_lists_bad_ones(server, tmp_path):
+    import shutil
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from engine.errors import UserInputError
+    from flows.catalog import render_catalog
+
+    folder, out = tmp_path / "manifests", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(ROOT / "manifests" / "demo-dialogue.yaml", folder)
+    shutil.copy(ROOT / "manifests" / "demo-dialogue-scene2.txt", folder)
+    with temporary_settings({PREFECT_API_URL: server[1]}):
+        first = render_catalog(manifests_dir=str(folder), output_dir=str(out))
+        (folder / "zz-bad.yaml").write_text("title: Bad\nvoices: {A: nobody}\nchapters: []\n")
+        with pytest.raises(UserInputError, match=r"1 of 2 manifests failed:\n  - .*zz-bad.yaml"):
+            render_catalog(manifests_dir=str(folder), output_dir=str(out))
+    assert [(r["status"], r["takes_rendered"]) for r in first] == [("completed", 8)]
+    recorded = rows(str(out / "provenance.duckdb"), "SELECT takes_rendered, takes_reused FROM runs ORDER BY started_at")
+    assert [(r["takes_rendered"], r["takes_reused"]) for r in recorded] == [(8, 0), (0, 8)]  # the re-run rendered nothing
