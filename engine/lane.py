@@ -11,12 +11,18 @@ import os
 import re
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 _thread_locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
+_released: dict[str, float] = {}  # device -> when this process last let go of its lane (monotonic seconds)
+# flock wakes waiting processes but does not hand the lock over: a process whose next batch is already queued
+# would take the lane back before a woken process is scheduled and could starve it. A short pause after
+# letting go gives the others their turn; it costs a few ms per batch.
+HANDOFF_SECONDS = 0.005
 
 
 def default_lane_dir() -> Path:
@@ -40,12 +46,16 @@ def device_lane(device: str, lane_dir: Path | None = None) -> Iterator[None]:
     with thread_lock(device):
         lane_dir = lane_dir or default_lane_dir()
         lane_dir.mkdir(parents=True, exist_ok=True)
+        pause = _released.get(device, 0.0) + HANDOFF_SECONDS - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
         with open(lane_file(lane_dir, device), "a+b") as handle:
             _lock(handle)
             try:
                 yield
             finally:
                 _unlock(handle)
+                _released[device] = time.monotonic()
 
 
 def _lock(handle) -> None:
