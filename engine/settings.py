@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         "auto", description="auto: Whisper only for voices whose engine reads the reference; always: every voice.")
     cpu_lanes: int | None = Field(None, ge=1, le=256,
                                   description="Render lanes for single-threaded CPU engines; default: one per core.")
+    lane_dir: Path | None = Field(None, description="Folder of the per-device render-lane lock files shared by every "
+                                  "process on this machine; default: a folder in the system's temp dir.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

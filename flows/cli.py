@@ -13,7 +13,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_voices
+from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_serve, cli_voices
 from tasks import qa_report
 
 
@@ -72,21 +72,28 @@ def cmd_render(args: argparse.Namespace) -> int:
         settings.output_dir = Path(args.out)
     # Refuse bad input before Prefect starts: no run row, no file.
     from engine.registry import engine_class
+    from flows.runners import task_runner
     from tasks.ingest import ingest
 
     for manifest in args.manifests:
         ingest(manifest, settings.voices_dir)
+    task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)
+    from flows.server_check import require_api
+
+    require_api()
     preflight(settings.output_dir, settings.database)
 
     from flows.render import render_manifest
 
+    runner = task_runner(args.runner, args.dask_address, args.dask_workers)
+    flow = render_manifest.with_options(task_runner=runner) if runner else render_manifest
     results = []
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
-        summary = render_manifest(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
-                                  force=args.force, qa=args.qa)
+        summary = flow(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
+                       force=args.force, qa=args.qa)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
         if not args.json:
@@ -127,12 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--force", action="store_true", help="render every take again, ignoring the cache")
     render.add_argument("--qa", action="store_true", default=None,
                         help="check every take by ASR and re-take flagged ones (default: the manifest's qa.enabled)")
+    render.add_argument("--runner", default="threads", choices=("threads", "dask"),
+                        help="threads in this process (default), or a Dask cluster (prefect-dask)")
+    render.add_argument("--dask-address", help="scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+                        "(default with --runner dask: a local cluster)")
+    render.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)
     cli_voices.add_commands(sub)
     cli_doctor.add_command(sub)
     cli_qa.add_command(sub)
+    cli_serve.add_command(sub)
     return parser
 
 

@@ -12,6 +12,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
 from engine.errors import EngineError, UserInputError, VoicebatchError
@@ -115,39 +117,47 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
             len(b.jobs) for b in batches), sum(len(b.jobs) for b in batches), len(batches), ", ".join(setup.facts))
 
-        load_seconds = steps.load_engines([b.engine for b in batches], settings.device, settings.dtype) if batches else 0.0
+        # Under a remote task runner (Dask) the workers load their own engines: none is loaded here, and the
+        # run records no load time (NULL) rather than a warm 0.
+        local = isinstance(FlowRunContext.get().task_runner, ThreadPoolTaskRunner)
+        load_seconds = (steps.load_engines([b.engine for b in batches], settings.device, settings.dtype)
+                        if batches and local else 0.0)
         progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
         limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
         futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
                                              limits, script.manifest.scene) for b in batches]
         engine_of = {j.key: j.engine for j in jobs}
-        # Takes are recorded as each batch lands, so a run killed later still reuses them.
-        records = [steps.record_batch.submit(f, engine_of, run_id, db, progress) for f in futures]
-        checked = quality.QaOutcome()
-        if qa_plan:
-            # QA beside the render lane; delivery then works from the takes QA kept.
-            checked = quality.gather(quality.submit_checks(qa_plan, script, jobs, setup, futures, list(takes.values()),
-                                                           run_id, db, takes_dir, settings, limits))
-            jobs = [checked.kept_jobs.get(j.key, j) for j in jobs]
-            hits.update(checked.reused)
-            delivery = deliver(script, jobs, [], [], BatchResult(takes=list(checked.kept.values())), out, db, force,
-                               settings.max_output_mb, logger)
-        else:
-            # Normalisation, mastering and export run in their own pool while the render lane goes on.
-            delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db, force,
-                               settings.max_output_mb, logger)
-        failures: dict[str, RenderFailure] = {}
-        spans: list[tuple[float, float]] = []
-        for future in futures:
-            result = future.result()
-            spans += result.spans
-            takes.update({t.key: t for t in result.takes})
-            failures.update({f.key: f for f in result.failures})
-        render_seconds = sum(t.render_seconds for t in takes.values()) + checked.retake_seconds
-        if qa_plan:
-            takes = {t.key: t for t in checked.kept.values()}
-        for record in records:
-            record.result()
+        # Takes are recorded as each batch lands, so a run killed later still reuses them. Recording stays in
+        # this process on one thread (one database writer) whatever runs the renders (threads or Dask).
+        with ThreadPoolTaskRunner(max_workers=1) as bookkeeping:
+            records = [bookkeeping.submit(steps.record_batch, dict(result=f, engine_of=engine_of, run_id=run_id, db=db,
+                                                                   progress=progress)) for f in futures]
+            checked = quality.QaOutcome()
+            if qa_plan:
+                # QA beside the render lane; delivery then works from the takes QA kept.
+                checked = quality.gather(quality.submit_checks(qa_plan, script, jobs, setup, futures,
+                                                               list(takes.values()), run_id, db, takes_dir, settings,
+                                                               limits))
+                jobs = [checked.kept_jobs.get(j.key, j) for j in jobs]
+                hits.update(checked.reused)
+                delivery = deliver(script, jobs, [], [], BatchResult(takes=list(checked.kept.values())), out, db,
+                                   force, settings.max_output_mb, logger)
+            else:
+                # Normalisation, mastering and export run in their own pool while the render lane goes on.
+                delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db,
+                                   force, settings.max_output_mb, logger)
+            failures: dict[str, RenderFailure] = {}
+            spans: list[tuple[float, float]] = []
+            for future in futures:
+                result = future.result()
+                spans += result.spans
+                takes.update({t.key: t for t in result.takes})
+                failures.update({f.key: f for f in result.failures})
+            render_seconds = sum(t.render_seconds for t in takes.values()) + checked.retake_seconds
+            if qa_plan:
+                takes = {t.key: t for t in checked.kept.values()}
+            for record in records:
+                record.result()
         if failures:
             failed_chapters = sorted({j.chapter + 1 for j in jobs if j.key in failures})
             logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
@@ -177,7 +187,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
         status=status, ended_at=now, takes_rendered=rendered, takes_reused=reused, audio_seconds=audio,
-        wall_seconds=wall, load_seconds=load_seconds, device=first.device, dtype=first.dtype,
+        wall_seconds=wall, load_seconds=load_seconds if local else None, device=first.device, dtype=first.dtype,
         error=f"{len(failed)} takes failed" if failed else None,
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
         extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class Take:
     rms_dbfs: float
     batch: int | None  # None for a take reused from the cache
     device: str | None = None  # set when it was made on another device than the engine's (a fallback)
+    render_started_at: datetime | None = None  # the engine call that made it, in the render lane
+    render_ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -92,25 +95,26 @@ class _BatchRenderer:
         self.batch_device = warm_engine(batch.engine, device, dtype).engine.device
         self.result = BatchResult()
 
-    def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str]:
+    def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime]]:
         requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene) for j in jobs]
         with checkout(self.batch.engine, device, self.dtype) as engine:
-            start = time.perf_counter()
+            started_at, start = datetime.now(), time.perf_counter()
             try:
                 audios = engine.render(requests)
             finally:
                 engine.clear_caches()
             end = time.perf_counter()
+            ended_at = datetime.now()
             seconds = end - start
             self.result.spans.append((start, end))
             made_on = engine.device
         if len(audios) != len(requests):
             raise EngineError(f"engine {self.batch.engine!r} returned {len(audios)} takes for {len(requests)} requests")
-        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on
+        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on, (started_at, ended_at)
 
     def render(self, jobs: list[RenderJob], device: str, alone_retry: bool = True) -> None:
         try:
-            audios, seconds, made_on = self._call(device, jobs)
+            audios, seconds, made_on, interval = self._call(device, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
             if is_mps_op_failure(e) and device != "cpu" and self._device_of(device) == "mps":
                 log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
@@ -134,18 +138,19 @@ class _BatchRenderer:
             elif problem:
                 self.result.failures.append(RenderFailure(job.key, problem))
             else:
-                self._keep(job, audio, seconds * audio.size / total, made_on)
+                self._keep(job, audio, seconds * audio.size / total, made_on, interval)
 
     def _device_of(self, device: str) -> str:
         return warm_engine(self.batch.engine, device, self.dtype).engine.device
 
-    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, made_on: str) -> None:
+    def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, made_on: str,
+              interval: tuple[datetime, datetime]) -> None:
         path = take_path(self.takes_dir, job.key)
         digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
         m = measure(audio)
         fallback = made_on if made_on != self.batch_device else None
         self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
-                                      m["rms_dbfs"], self.batch.index, fallback))
+                                      m["rms_dbfs"], self.batch.index, fallback, *interval))
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,

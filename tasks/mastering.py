@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 from engine.base import SAMPLE_RATE
@@ -28,6 +29,8 @@ class NormalisedTake:
     gain_db: float
     level_after: float
     true_peak_dbtp: float
+    normalise_started_at: datetime | None = None
+    normalise_ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,13 @@ def normalise_takes(takes: list[Take], target: LoudnessTarget, takes_dir: Path) 
     """Normalise one render batch's takes, each on its own, into float WAVs beside the raw takes."""
     done = []
     for take in takes:
+        started_at = datetime.now()
         audio, rate = read_mono(Path(take.path))
         out, adj = normalise(audio, target, rate)
         path = normalised_take_path(takes_dir, target, take.key)
         digest = write_wav_atomic(path, out, subtype="PCM_24", sample_rate=rate)  # float WAVs are timestamped
         done.append(NormalisedTake(take.key, str(path), digest, target.mode, adj.before, adj.gain_db, adj.after,
-                                   adj.true_peak_dbtp))
+                                   adj.true_peak_dbtp, started_at, datetime.now()))
     return done
 
 

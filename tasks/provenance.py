@@ -231,6 +231,15 @@ def _m005_take_qa(con) -> None:
         )""")
 
 
+def _m006_lane_timestamps(con) -> None:
+    """When each take's engine call ran (inside the device's render lane) and when each take was normalised:
+    enough to show from the database alone that two runs shared a device without rendering at once."""
+    con.execute("ALTER TABLE renders ADD COLUMN render_started_at TIMESTAMP")
+    con.execute("ALTER TABLE renders ADD COLUMN render_ended_at TIMESTAMP")
+    con.execute("ALTER TABLE take_levels ADD COLUMN normalise_started_at TIMESTAMP")
+    con.execute("ALTER TABLE take_levels ADD COLUMN normalise_ended_at TIMESTAMP")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -238,6 +247,7 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("003_loudness", _m003_loudness),
     ("004_voice_transcripts", _m004_voice_transcripts),
     ("005_take_qa", _m005_take_qa),
+    ("006_lane_timestamps", _m006_lane_timestamps),
 ]
 
 

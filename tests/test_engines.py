@@ -8,7 +8,7 @@ import pytest
 
 from engine import DecodingParams, RenderRequest, VoicePrompt
 from engine.errors import EngineError
-from engine.pool import render_lane, warm_engine
+from engine.pool import lane_lock, warm_engine
 from engine.registry import engine_class
 
 
@@ -31,7 +31,7 @@ def test_warm_pool_loads_once_and_has_one_lane_per_device():
     first = warm_engine("hibari")
     again = warm_engine("hibari")
     assert again.engine is first.engine and again.load_seconds == 0.0
-    assert render_lane("cpu") is render_lane("cpu") and render_lane("cpu") is not render_lane("cuda:0")
+    assert lane_lock("cpu") is lane_lock("cpu") and lane_lock("cpu") is not lane_lock("cuda:0")
 
 
 def test_single_threaded_cpu_engines_get_a_lane_per_core_each_with_its_own_instance(monkeypatch):

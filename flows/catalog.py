@@ -1,0 +1,41 @@
+"""The `nightly-catalog` flow: every manifest under a folder rendered incrementally, each as a subflow of
+`render-manifest` (the render cache makes an unchanged manifest cost a few database reads)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from engine.errors import UserInputError, VoicebatchError
+from flows.render import render_manifest
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def catalog_manifests(folder: Path) -> list[Path]:
+    """The manifests directly under `folder`, in name order."""
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: no such manifests folder; pass manifests_dir= or create it")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+
+
+@flow(name="nightly-catalog", log_prints=True)
+def render_catalog(manifests_dir: str = "manifests", engine: str | None = None,
+                   output_dir: str | None = None) -> list[dict]:
+    """Render every manifest under `manifests_dir`; one bad manifest does not stop the others, but fails
+    the catalog run at the end with every problem listed."""
+    logger = get_run_logger()
+    results, problems = [], []
+    for manifest in catalog_manifests(Path(manifests_dir)):
+        try:
+            summary = render_manifest(manifest=str(manifest), engine=engine, output_dir=output_dir)
+        except VoicebatchError as e:
+            logger.error("%s: %s", manifest, e)
+            problems.append(f"{manifest}: {e}")
+            continue
+        results.append({"manifest": str(manifest), "run_id": summary.run_id, "status": summary.status,
+                        "takes_rendered": summary.takes_rendered, "takes_reused": summary.takes_reused})
+    if problems:
+        raise UserInputError(f"{len(problems)} of {len(problems) + len(results)} manifests failed:\n"
+                             + "\n".join(f"  - {p}" for p in problems))
+    return results
