@@ -94,7 +94,7 @@ def main() -> None:
     got = sum(len(a) for a in batched) / 24_000
     print(f"\n{args.jobs} lines x {frames} frames ({audio_s:.0f} s of audio; decoded {got:.1f} s):")
     print(f"  {'':<22}{'wall s':>8}{'jobs/s':>9}{'audio s/s':>11}")
-    for name, seconds in ((f"batched (1 call)", batched_s), (f"one at a time ({args.jobs} calls)", single_s)):
+    for name, seconds in (("batched (1 call)", batched_s), (f"one at a time ({args.jobs} calls)", single_s)):
         print(f"  {name:<22}{seconds:>8.2f}{args.jobs / seconds:>9.2f}{audio_s / seconds:>11.2f}")
     print(f"  batching speed-up: {single_s / batched_s:.1f}x")
 

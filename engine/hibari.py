@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import Field
 
-from engine.base import SAMPLE_RATE, Engine, EngineInfo, RenderRequest, VoicePrompt
+from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
 from engine.errors import EngineError
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import VoicebatchError
-from tasks.assemble import Segment, assemble_book, assemble_chapter, measure
+from tasks.assemble import assemble_book, measure
 from tasks.audio_io import read_mono, write_wav_atomic
-from tasks.plan import RenderJob
 
 
 @dataclass(frozen=True)
@@ -46,19 +45,6 @@ def check_size(path: Path, samples: int, max_mb: float) -> None:
     if size_mb > max_mb:
         raise OutputTooLarge(f"{path} would be {size_mb:.0f} MB, over VOICEBATCH_MAX_OUTPUT_MB={max_mb:.0f}; "
                              "split the chapter or raise the limit")
-
-
-def export_chapter(jobs: list[RenderJob], take_paths: dict[str, str], path: Path, index: int, title: str,
-                   speaker_pause: float, chunk_pause: float, max_mb: float = 2048) -> OutputFile:
-    """Assemble one chapter from its jobs' takes (in script order) and write it atomically."""
-    segments = []
-    for job in jobs:
-        audio, _ = read_mono(Path(take_paths[job.key]))
-        segments.append(Segment(audio, job.speaker, job.line, job.pause_after))
-    audio = assemble_chapter(segments, speaker_pause, chunk_pause)
-    check_size(path, audio.size, max_mb)
-    digest = write_wav_atomic(path, audio)
-    return OutputFile("chapter", index, title, str(path), digest, measure(audio)["duration"])
 
 
 def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float = 2048,

@@ -284,7 +284,6 @@ def connect(path: Path, read_only: bool = False, wait: float | None = None) -> I
 def _open(duckdb, path: Path, read_only: bool, wait: float):
     deadline = time.monotonic() + wait
     delay = 0.05
-    delay = 0.05
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
@@ -294,7 +293,6 @@ def _open(duckdb, path: Path, read_only: bool, wait: float):
                                       "it open, close that program and run again") from None
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
-    return con
 
 
 def _applied(con) -> list[str]:

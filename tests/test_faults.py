@@ -1,8 +1,6 @@
 """Engine faults, limits and environment faults: contained, explained, nothing half-written."""
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +9,7 @@ import duckdb
 import pytest
 import yaml
 
-from conftest import cli_env, run_cli
+from conftest import run_cli
 
 FAULTS = {"exception": "FAULT:exception here.", "nan": "FAULT:nan here.", "empty": "FAULT:empty here.",
           "long": "FAULT:long here.", "oom": "FAULT:oom but fine alone.", "mps": "FAULT:mps needs the CPU."}
