@@ -15,7 +15,6 @@ ColumnKey = tuple
 class Column:
     key: ColumnKey
     label: str
-    settings: dict[str, Any]  # the parameters every take in the column shares
 
 
 @dataclass(frozen=True)
@@ -60,45 +59,62 @@ def column_key(take: ReviewTake, varying: list[str]) -> ColumnKey:
     return (take.run_id, "params", tuple((k, _canon(take.params.get(k))) for k in varying))
 
 
-def _shared(dicts: list[dict[str, Any]]) -> dict[str, Any]:
-    first, rest = dicts[0], dicts[1:]
-    return {k: v for k, v in first.items() if all(k in d and _canon(d[k]) == _canon(v) for d in rest)}
+def _effective(take: ReviewTake) -> dict[str, Any]:
+    """The take's parameters, with its sweep grid point's settings where a sweep recorded them."""
+    return {**take.params, **(take.point_params or {})}
 
 
 def _sort_value(value: Any) -> tuple:
-    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0, _canon(value))
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, _canon(value))
 
 
 def _format(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def differing_keys(members: dict[ColumnKey, list[ReviewTake]]) -> list[str]:
+    """Parameters on which the columns disagree for some line: what a column label has to say."""
+    by_line: dict[tuple, list[tuple[ColumnKey, dict[str, Any]]]] = {}
+    for key, takes in members.items():
+        for t in takes:
+            by_line.setdefault((t.chapter, t.line, t.chunk), []).append((key, _effective(t)))
+    keys: set[str] = set()
+    for entries in by_line.values():
+        for name in {k for _, params in entries for k in params}:
+            if len({key for key, _ in entries}) > 1 and len({_canon(p.get(name)) for _, p in entries}) > 1:
+                keys.add(name)
+    return sorted(keys)
+
+
 def build_columns(takes: list[ReviewTake], run_order: list[str]) -> dict[ColumnKey, Column]:
-    """One column per distinct setting, labelled by the parameters that differ between columns (and the run,
-    when several runs are shown)."""
+    """One column per distinct setting, labelled by the parameters on which columns differ for the same line
+    (and the run, when several runs are shown)."""
     varying = varying_keys(takes)
     members: dict[ColumnKey, list[ReviewTake]] = {}
     for t in takes:
         members.setdefault(column_key(t, varying), []).append(t)
-    settings = {key: (ts[0].point_params if ts[0].point_params is not None else _shared([t.params for t in ts]))
-                for key, ts in members.items()}
-    names = sorted({k for s in settings.values() for k in s})
-    differing = [k for k in names if len({_canon(s.get(k)) for s in settings.values()}) > 1]
+    differing = differing_keys(members)
+    values = {key: {k: sorted({_canon(_effective(t).get(k)) for t in ts}) for k in differing}
+              for key, ts in members.items()}
     several_runs = len({key[0] for key in members}) > 1
 
     def label(key: ColumnKey) -> str:
         parts = [f"run {key[0][:8]}"] if several_runs else []
         if key[1] == "point":
             parts.append(f"point {key[2]}")
-        parts += [f"{k}={_format(settings[key][k])}" for k in differing if k in settings[key]]
+        parts += [f"{k}=" + "/".join(_format(json.loads(v)) for v in values[key][k]) for k in differing]
         return " · ".join(parts) or "take"
 
     def order(key: ColumnKey) -> tuple:
         run = run_order.index(key[0]) if key[0] in run_order else len(run_order)
         point = _sort_value(key[2]) if key[1] == "point" else (0, 0.0, "")
-        return (run, point, tuple(_sort_value(settings[key].get(k)) for k in differing))
+        return (run, point, tuple(_sort_value(json.loads(values[key][k][0])) for k in differing))
 
-    return {key: Column(key, label(key), settings[key]) for key in sorted(members, key=order)}
+    return {key: Column(key, label(key)) for key in sorted(members, key=order)}
 
 
 def build_grids(takes: list[ReviewTake], run_order: list[str]) -> list[ChapterGrid]:
