@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.cache import still_valid
 from tasks.history import QueryError
 from tasks.provenance import connect
 
@@ -52,7 +53,7 @@ class ReviewChapter:
     run_id: str
     chapter: int
     title: str
-    path: Path | None
+    path: Path | None  # None when the file is gone or now holds other audio (a later run rewrote it)
     loudness: dict[str, Any] = field(default_factory=dict)  # the chapter_loudness row, when there is one
 
 
@@ -78,6 +79,14 @@ def locate(recorded: str | None, output_dir: str | None) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
+
+
+def _unchanged(output: dict[str, Any], output_dir: str | None) -> Path | None:
+    """The chapter file, if it still holds the audio this run wrote (runs of one title share chapter paths)."""
+    path = locate(output["path"], output_dir)
+    if path is None or not still_valid(path, output["sha256"], output["bytes"], output["mtime_ns"]):
+        return None
+    return path
 
 
 def _dicts(con, sql: str, params: list) -> list[dict[str, Any]]:
@@ -149,7 +158,7 @@ def load_review(db: Path, run_ids: list[str]) -> ReviewData:
                 SELECT run_id, cache_key, point, point_params FROM sweep_takes
                 WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""", [ids])}
         outputs = _dicts(con, """
-            SELECT run_id, chapter, title, path FROM outputs
+            SELECT run_id, chapter, title, path, sha256, bytes, mtime_ns FROM outputs
             WHERE kind = 'chapter' AND run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY chapter""", [ids])
         loudness = {(c["run_id"], c["chapter"]): c for c in _dicts(con, """
             SELECT * FROM chapter_loudness WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""", [ids])}
@@ -157,7 +166,7 @@ def load_review(db: Path, run_ids: list[str]) -> ReviewData:
     takes = [_take(r, out_dir[r["run_id"]], qa_runs.get((r["run_id"], r["cache_key"])) or qa_cached.get(r["cache_key"]),
                    levels.get((r["run_id"], r["cache_key"])) or any_level.get(r["cache_key"]),
                    sweep.get((r["run_id"], r["cache_key"]))) for r in renders]
-    chapters = [ReviewChapter(o["run_id"], o["chapter"], o["title"] or "", locate(o["path"], out_dir[o["run_id"]]),
+    chapters = [ReviewChapter(o["run_id"], o["chapter"], o["title"] or "", _unchanged(o, out_dir[o["run_id"]]),
                               loudness.get((o["run_id"], o["chapter"]), {})) for o in outputs]
     order = {run_id: i for i, run_id in enumerate(ids)}
     takes.sort(key=lambda t: (t.chapter, t.line, t.chunk, order[t.run_id]))

@@ -120,12 +120,15 @@ def plot_image(chapters: list[ReviewChapter], several_runs: bool) -> str:
         curves.append(LoudnessCurve(f"run {c.run_id[:8]}" if several_runs else "short-term", seconds, lufs))
         if c.loudness.get("mode") == "lufs":
             target = c.loudness.get("target")
+    lacking = [c.run_id[:8] for c in chapters if c.path is None]
+    note = (f'<p class="meta">no chapter file to plot for run {_e(", ".join(lacking))}: gone, or rewritten by a '
+            "later run</p>") if lacking else ""
     if not curves:
-        return '<p class="meta">no chapter file to plot (not assembled in these runs, or gone)</p>'
+        return note or '<p class="meta">no chapter file to plot: not assembled in these runs</p>'
     svg = loudness_svg(curves, target)
     svg = re.sub(r"^.*?(?=<svg)", "", svg, flags=re.S)  # the XML declaration and DOCTYPE
     data = base64.b64encode(svg.encode()).decode()
-    return f'<img class="plot" alt="short-term loudness over the chapter" src="data:image/svg+xml;base64,{data}">'
+    return f'{note}<img class="plot" alt="short-term loudness over the chapter" src="data:image/svg+xml;base64,{data}">'
 
 
 def _runs_table(runs: list[dict[str, Any]]) -> str:

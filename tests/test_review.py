@@ -146,6 +146,21 @@ def test_a_take_deleted_since_the_run_is_marked_missing_and_the_page_still_loads
         shutil.move(aside, gone)
 
 
+def test_a_chapter_file_rewritten_since_the_run_is_not_plotted_as_that_runs(two_runs, tmp_path):
+    from tasks.review_page import write_review_page
+
+    out, a, _ = two_runs
+    chapter = Path(a.chapters[1])
+    kept = chapter.read_bytes()
+    try:
+        chapter.write_bytes(kept[:-4800])  # other audio at the same path, as a later run of the title would write
+        html = write_review_page(out / "provenance.duckdb", [a.run_id], tmp_path / "rewritten.html").read_text()
+        assert html.count("data:image/svg+xml") == 1
+        assert f"no chapter file to plot for run {a.run_id[:8]}: gone, or rewritten by a later run" in html
+    finally:
+        chapter.write_bytes(kept)
+
+
 def test_the_chromium_check_sees_console_errors_and_broken_players(chromium, tmp_path):
     """The browser check itself can fail: a broken player and a console error are both caught."""
     page = tmp_path / "broken.html"
