@@ -77,7 +77,7 @@ def _format(value: Any) -> str:
 
 
 def differing_keys(members: dict[ColumnKey, list[ReviewTake]]) -> list[str]:
-    """Parameters on which the columns disagree for some line: what a column label has to say."""
+    """Parameters on which the columns disagree for some line: what a column label has to say (seed last)."""
     by_line: dict[tuple, list[tuple[ColumnKey, dict[str, Any]]]] = {}
     for key, takes in members.items():
         for t in takes:
@@ -87,7 +87,7 @@ def differing_keys(members: dict[ColumnKey, list[ReviewTake]]) -> list[str]:
         for name in {k for _, params in entries for k in params}:
             if len({key for key, _ in entries}) > 1 and len({_canon(p.get(name)) for _, p in entries}) > 1:
                 keys.add(name)
-    return sorted(keys)
+    return sorted(keys, key=lambda k: (k == "seed", k))  # seeds vary fastest: a setting's takes sit together
 
 
 def build_columns(takes: list[ReviewTake], run_order: list[str]) -> dict[ColumnKey, Column]:

@@ -221,3 +221,29 @@ def test_short_term_loudness_matches_bs1770_on_a_steady_tone_and_follows_a_step(
     assert lufs[seconds < 3.4].max() < lufs[seconds > 6.6].min() - 19.5
     svg = loudness_svg([LoudnessCurve("step", seconds, lufs)], -19)
     assert "<svg" in svg and "short-term LUFS" in svg and "target -19 LUFS" in svg
+
+
+def _take(line: int, run: str = "run-a", **params) -> "ReviewTake":
+    from tasks.review_data import ReviewTake
+
+    return ReviewTake(run_id=run, chapter=0, line=line, chunk=0, speaker="Ava", voice_id="ava", engine="higgs",
+                      text=f"line {line}", params={"top_p": 0.95, **params}, seed=params.get("seed"),
+                      cache_key=f"{run}-{line}-{sorted(params.items())}", path=None, recorded_path=None, duration=1.0,
+                      render_seconds=0.1, cache_hit=False, status="rendered", error=None, peak_dbfs=None, rms_dbfs=None)
+
+
+def test_one_run_with_each_line_under_a_grid_of_settings_lays_out_a_column_per_setting():
+    """A sweep-shaped run without sweep_takes: 3 lines x top_k {30, 100} x seeds {1, 2} in one run."""
+    from tasks.review_grid import build_grids
+
+    takes = [_take(line, top_k=k, seed=s) for line in range(3) for k in (100, 30) for s in (2, 1)]
+    [grid] = build_grids(takes, ["run-a"])
+    assert [c.label for c in grid.columns] == ["top_k=30 · seed=1", "top_k=30 · seed=2", "top_k=100 · seed=1",
+                                               "top_k=100 · seed=2"]
+    assert len(grid.rows) == 3 and all(len(cell) == 1 for row in grid.rows for cell in row.cells)
+    for row in grid.rows:
+        for column, (take,) in zip(grid.columns, row.cells):
+            assert column.label == f"top_k={take.params['top_k']} · seed={take.params['seed']}"
+    # An ordinary run (every line once, whatever its own settings): one column, no labels to make.
+    [plain] = build_grids([_take(0, seed=1), _take(1, seed=4, top_k=50)], ["run-a"])
+    assert [c.label for c in plain.columns] == ["take"] and len(plain.rows) == 2
