@@ -55,6 +55,7 @@ class ReviewChapter:
     title: str
     path: Path | None  # None when the file is gone or now holds other audio (a later run rewrote it)
     loudness: dict[str, Any] = field(default_factory=dict)  # the chapter_loudness row, when there is one
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def load_review(db: Path, run_ids: list[str]) -> ReviewData:
                    levels.get((r["run_id"], r["cache_key"])) or any_level.get(r["cache_key"]),
                    sweep.get((r["run_id"], r["cache_key"]))) for r in renders]
     chapters = [ReviewChapter(o["run_id"], o["chapter"], o["title"] or "", _unchanged(o, out_dir[o["run_id"]]),
-                              loudness.get((o["run_id"], o["chapter"]), {})) for o in outputs]
+                              loudness.get((o["run_id"], o["chapter"]), {}), o["sha256"]) for o in outputs]
     order = {run_id: i for i, run_id in enumerate(ids)}
     takes.sort(key=lambda t: (t.chapter, t.line, t.chunk, order[t.run_id]))
     return ReviewData(runs=runs, takes=takes, chapters=chapters)

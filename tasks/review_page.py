@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.audio_io import OutputWriteError, read_mono
+from tasks.cache import fingerprint
 from tasks.review_data import ReviewChapter, ReviewData, ReviewTake, load_review
 from tasks.review_grid import ChapterGrid, GridRow, build_grids
 from tasks.review_plot import LoudnessCurve, loudness_svg, short_term_loudness
@@ -23,6 +24,8 @@ th{background:#f4f4f4}.meta{color:#555;font-size:12px}.text{max-width:28em}
 .missing,.fail{color:#b00}.flag{color:#b00;font-weight:bold}audio{width:220px;height:32px;display:block}
 img.plot{max-width:100%;height:auto}details{font-size:12px;color:#555}
 """
+PLOT_CACHE = ".plots"  # beside the page: SVGs by chapter content, so a re-run does not draw unchanged chapters
+PLOT_VERSION = 1  # part of the plot cache key: raise it when the plot's look changes
 
 
 def default_page_path(output_dir: Path, run_ids: list[str]) -> Path:
@@ -109,25 +112,35 @@ def _problems(raw: str | None) -> list[str]:
     return json.loads(raw) if raw else []
 
 
-def plot_image(chapters: list[ReviewChapter], several_runs: bool) -> str:
+def _plot_svg(plotted: list[ReviewChapter], labels: list[str], target: float | None, cache_dir: Path) -> str:
+    """The plot's SVG, cached by the chapter files' content: an unchanged chapter is not read or drawn again."""
+    key = fingerprint([PLOT_VERSION, [[label, c.sha256] for label, c in zip(labels, plotted)], target])
+    cached = cache_dir / f"{key}.svg"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
+    curves = [LoudnessCurve(label, *short_term_loudness(*read_mono(c.path))) for label, c in zip(labels, plotted)]
+    svg = re.sub(r"^.*?(?=<svg)", "", loudness_svg(curves, target), flags=re.S)  # the XML declaration, DOCTYPE
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(svg, encoding="utf-8")
+        os.replace(tmp, cached)
+    except OSError:  # a cache that cannot be written only costs drawing again next time
+        tmp.unlink(missing_ok=True)
+    return svg
+
+
+def plot_image(chapters: list[ReviewChapter], several_runs: bool, cache_dir: Path) -> str:
     """The chapter's loudness over time (one curve per run) as an inline SVG image, or a note why not."""
-    curves, target = [], None
-    for c in chapters:
-        if c.path is None:
-            continue
-        audio, rate = read_mono(c.path)
-        seconds, lufs = short_term_loudness(audio, rate)
-        curves.append(LoudnessCurve(f"run {c.run_id[:8]}" if several_runs else "short-term", seconds, lufs))
-        if c.loudness.get("mode") == "lufs":
-            target = c.loudness.get("target")
+    plotted = [c for c in chapters if c.path is not None]
     lacking = [c.run_id[:8] for c in chapters if c.path is None]
     note = (f'<p class="meta">no chapter file to plot for run {_e(", ".join(lacking))}: gone, or rewritten by a '
             "later run</p>") if lacking else ""
-    if not curves:
+    if not plotted:
         return note or '<p class="meta">no chapter file to plot: not assembled in these runs</p>'
-    svg = loudness_svg(curves, target)
-    svg = re.sub(r"^.*?(?=<svg)", "", svg, flags=re.S)  # the XML declaration and DOCTYPE
-    data = base64.b64encode(svg.encode()).decode()
+    target = next((c.loudness.get("target") for c in plotted if c.loudness.get("mode") == "lufs"), None)
+    labels = [f"run {c.run_id[:8]}" if several_runs else "short-term" for c in plotted]
+    data = base64.b64encode(_plot_svg(plotted, labels, target, cache_dir).encode()).decode()
     return f'{note}<img class="plot" alt="short-term loudness over the chapter" src="data:image/svg+xml;base64,{data}">'
 
 
@@ -147,7 +160,7 @@ def _chapter_html(grid: ChapterGrid, chapters: list[ReviewChapter], page_dir: Pa
     loudness = "".join(_loudness_line(c, several_runs) for c in chapters)
     columns = "".join(f"<th>{_e(c.label)}</th>" for c in grid.columns)
     rows = "".join(_row_html(r, page_dir) for r in grid.rows)
-    return (f"<section><h2>{_e(heading)}</h2>{loudness}{plot_image(chapters, several_runs)}"
+    return (f"<section><h2>{_e(heading)}</h2>{loudness}{plot_image(chapters, several_runs, page_dir / PLOT_CACHE)}"
             f"<table><tr><th>line</th><th>text</th>{columns}</tr>{rows}</table></section>")
 
 

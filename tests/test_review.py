@@ -3,6 +3,7 @@ when lines were rendered under several settings, a loudness plot per chapter; ch
 Chromium from file://."""
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -98,6 +99,8 @@ def test_the_page_shows_every_take_with_its_settings_scores_and_levels(two_runs)
     for c in loudness:
         assert f"{c['integrated_lufs']:.1f} LUFS · {c['loudness_range_lu']:.1f} LU range" in html
     assert "Chapter 1: Harbour" in html and "Chapter 2: Stairs" in html
+    plots = sorted((out / "review" / ".plots").glob("*.svg"))  # drawn once per chapter content, then reused
+    assert len(plots) == 2 and all(base64.b64encode(p.read_bytes()).decode() in html for p in plots)
     # Manifest text is user input: escaped, never markup.
     assert "<script>" not in html and "<b>" not in html
     assert "Tom said &lt;b&gt;&quot;stop&quot; &amp; &lt;/b&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
