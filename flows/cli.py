@@ -13,7 +13,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_serve, cli_voices
+from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_review, cli_serve, cli_voices
 from tasks import qa_report
 
 
@@ -39,6 +39,8 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     print(f"  {summary.takes_rendered} takes rendered, {summary.takes_reused} reused from the cache, "
           f"{summary.chapters_written} chapter files written; {summary.audio_seconds:.1f} s of audio")
     print(f"  provenance in {summary.database}")
+    if summary.review_page:
+        print(f"  review   {summary.review_page}")
     rest = summary.wall_seconds - summary.load_seconds - summary.render_seconds
     print(f"  time: {total:.1f} s total = Prefect start-up and orchestration {total - summary.wall_seconds:.1f} s"
           f" + model load {summary.load_seconds:.1f} s + rendering {summary.render_seconds:.1f} s"
@@ -93,7 +95,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
         summary = flow(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
-                       force=args.force, qa=args.qa)
+                       force=args.force, qa=args.qa, review=not args.no_review)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
         if not args.json:
@@ -139,12 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--dask-address", help="scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
                         "(default with --runner dask: a local cluster)")
     render.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
+    render.add_argument("--no-review", action="store_true", help="do not write the run's review page")
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)
     cli_voices.add_commands(sub)
     cli_doctor.add_command(sub)
     cli_qa.add_command(sub)
+    cli_review.add_command(sub)
     cli_serve.add_command(sub)
     return parser
 

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from engine.errors import EngineError, UserInputError, VoicebatchError
 from engine.registry import engine_class
 from engine.settings import get_settings
-from flows import quality
+from flows import quality, review_link
 from flows.deliver import deliver
 from tasks import cache, provenance, qa_report, report, run_record, steps, voice_prep, voice_records
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
@@ -52,6 +52,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     qa: list[dict] = field(default_factory=list)  # QA attempts (qa_takes rows); empty when QA is off
     qa_seconds: float = 0.0  # transcription time in this run
+    review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
 
 
 def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
@@ -82,9 +83,10 @@ def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, d
 
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
-                    force: bool = False, qa: bool | None = None) -> RunSummary:
+                    force: bool = False, qa: bool | None = None, review: bool = True) -> RunSummary:
     """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`); with
-    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged."""
+    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged; with
+    `review` the run's review page is written and linked."""
     settings = get_settings()
     logger = get_run_logger()
     out = Path(output_dir) if output_dir else settings.output_dir
@@ -197,6 +199,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     if qa_plan:
         report.publish(title, qa_report.markdown(title, run_id, checked.attempts),
                        qa_report.take_table(checked.attempts), kind="qa")
+    review_page = review_link.write_and_link(db, run_id, title, logger) if review else None
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
                       takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),
@@ -206,4 +209,4 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       render_phase_seconds=max((e for _, e in spans), default=0) - min((b for b, _ in spans), default=0),
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
-                      qa=checked.attempts, qa_seconds=checked.asr_seconds)
+                      qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page)
