@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import batch_render, cache, encode, export, ingest, mastering, qa, render, run_record, voice_prep
+from tasks import batch_render, cache, encode, export, ingest, mastering, qa, render, run_record, sweep_score, voice_prep
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -26,3 +26,4 @@ master_chapter = task(name="master chapter", task_run_name="master: {title}", **
 encode_chapter_mp3 = task(name="encode chapter mp3", **_plain)(encode.encode_chapter_mp3)
 encode_book = task(name="encode book", task_run_name="encode {kind}", **_plain)(encode.encode_book)
 check_takes = task(name="qa: transcribe and score takes", **_plain)(qa.check_batch)
+score_sweep_takes = task(name="sweep: score takes", **_plain)(sweep_score.score_takes)
