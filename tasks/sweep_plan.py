@@ -190,12 +190,12 @@ def _line_numbers(text: str, count: int, where: str) -> list[int]:
 def select_jobs(script: Script, jobs: list[RenderJob], spec: SweepSpec) -> list[RenderJob]:
     """The planned jobs of the chosen chapter, lines and speaker, in script order. In a prose chapter the lines
     are its chunks."""
+    if spec.lines is not None and spec.chapter is None:
+        raise SweepError("--lines needs --chapter N: line numbers count within one chapter")
     if spec.chapter is None and spec.speaker is None:
         raise SweepError("choose the lines to sweep: --chapter N [--lines 1-5], --speaker NAME, or both")
     if spec.speaker is not None and spec.speaker not in script.voices:
         raise SweepError(f"--speaker: unknown speaker {spec.speaker!r}; speakers in voices: {', '.join(script.voices)}")
-    if spec.lines is not None and spec.chapter is None:
-        raise SweepError("--lines needs --chapter N: line numbers count within one chapter")
     chosen = jobs
     if spec.chapter is not None:
         if not 1 <= spec.chapter <= len(script.chapters):

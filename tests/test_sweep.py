@@ -1,0 +1,283 @@
+"""`voicebatch sweep`: grid planning and line selection, refusal of settings an engine ignores, a real sweep on
+the tiny random Higgs model scored by real Whisper tiny.en (24 takes in one batch per point, a re-run with one
+more point renders only that point, the ranked table recomputed from the database), and --adopt --write."""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from conftest import rows, run_cli, setting
+from engine.base import DecodingParams
+from tasks.ingest import ingest
+from tasks.plan import EngineFacts, cache_key, plan_jobs
+from tasks.sweep_plan import (SweepError, SweepSpec, grid_points, group_sweep, parse_values, plan_sweep,
+                              select_jobs, spec_from_block)
+
+MANIFEST = """\
+# A sweep test: Ava's lines get swept, Joe's stay as they are.
+title: Sweep Test
+engine: higgs
+defaults:
+  seed: 1
+  max_new_tokens: 60     # the tiny model's takes stay short
+voices:
+  Ava: ava   # the narrator
+  Joe:
+    voice: joe
+    temperature: 0.6     # Joe runs warm
+
+    # nothing below Joe
+chapters:
+  - title: Harbour
+    lines:
+      - {speaker: Ava, text: "The tide is coming in fast tonight."}
+      - {speaker: Ava, text: "Fog lies over the bay again."}
+      - {speaker: Joe, text: "I saw the light from the boat."}
+      - {speaker: Ava, text: "Then up the stairs we go, one more time."}
+"""
+HIGGS = EngineFacts("higgs", "m", None, "1", frozenset({"temperature", "top_k", "top_p", "seed", "max_new_tokens",
+                                                        "ras_win_len", "scene"}))
+
+
+@pytest.fixture
+def manifest(tmp_path) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(MANIFEST)
+    return path
+
+
+def _spec(**block) -> SweepSpec:
+    return spec_from_block(block, "test")
+
+
+def test_grid_points_are_the_product_plus_extra_points_named_by_their_settings():
+    spec = _spec(temperature=[0.3, 0.7], top_k=[30, 50], points=[{"temperature": 0.5, "top_p": 0.9}], seeds=2)
+    assert [p.name for p in grid_points(spec)] == ["t0.3_k30", "t0.3_k50", "t0.7_k30", "t0.7_k50", "t0.5_p0.9"]
+    assert grid_points(spec)[4].params == {"temperature": 0.5, "top_p": 0.9}
+    assert [p.name for p in grid_points(_spec(seeds=3))] == ["base"]
+    assert parse_values("--top-k", "top_k", "30, 50,30") == (30, 50)
+    with pytest.raises(SweepError, match="--top-p: .*less than or equal to 1"):
+        parse_values("--top-p", "top_p", "0.9,1.5")
+    with pytest.raises(SweepError, match="--top-k: '3.5' is not a whole number"):
+        parse_values("--top-k", "top_k", "3.5")
+    with pytest.raises(SweepError, match=r"sweep\.repetition_penalty: unknown key"):
+        _spec(repetition_penalty=[1.1])
+
+
+def test_plan_24_takes_over_3_lines_in_one_batch_per_point(manifest, voices_dir):
+    script = ingest(manifest, voices_dir)
+    engines = {"higgs": HIGGS}
+    jobs = plan_jobs(script, engines, {"Ava": "higgs", "Joe": "higgs"}, 60)
+    spec = _spec(temperature=[0.3, 0.7], top_k=[30, 50], seeds=2, chapter=1, speaker="Ava")
+    selected = select_jobs(script, jobs, spec)
+    assert [j.line for j in selected] == [0, 1, 3]
+    planned = plan_sweep(script, selected, grid_points(spec), spec.seeds, engines)
+    assert len(planned) == 24 and len({p.job.key for p in planned}) == 24
+    assert {p.job.params.seed for p in planned} == {1, 2}
+    first = planned[0].job.params
+    assert (first.temperature, first.top_k, first.max_new_tokens) == (0.3, 30, 60)
+    batches = group_sweep(planned, engines)
+    assert len(batches) == 4 and all(len(b.jobs) == 6 for b in batches)
+    assert batches[0].name.startswith("t0.3_k30 ch1 l1-l4 ava (6 takes)")
+    # A sweep take is an ordinary take: the same line, settings and seed give the render's own cache key.
+    job = planned[0].job
+    assert job.key == cache_key(job.text, script.voices["Ava"], job.params, HIGGS, script.manifest.scene)
+
+
+def test_line_selection_is_checked(manifest, voices_dir):
+    script = ingest(manifest, voices_dir)
+    jobs = plan_jobs(script, {"higgs": HIGGS}, {"Ava": "higgs", "Joe": "higgs"}, 60)
+    assert [j.line for j in select_jobs(script, jobs, _spec(chapter=1, lines="2-3"))] == [1, 2]
+    for spec, message in [(_spec(), "choose the lines to sweep"), (_spec(chapter=2), "chapters 1-1"),
+                          (_spec(chapter=1, lines="3-9"), "has lines 1-4"), (_spec(chapter=1, lines="two"),
+                                                                             "not a line range"),
+                          (_spec(speaker="Zed"), "unknown speaker 'Zed'"), (_spec(lines="1"), "needs --chapter")]:
+        with pytest.raises(SweepError, match=message):
+            select_jobs(script, jobs, spec)
+
+
+def test_settings_an_engine_ignores_are_not_in_its_cache_key(voices_dir):
+    from engine.hibari import HibariEngine
+    from engine.piper import PiperEngine
+    from tasks.voices import load_voice
+
+    voice = load_voice(voices_dir, "ava")
+    for cls in (HibariEngine, PiperEngine):
+        facts = EngineFacts(cls.id, "m", None, "1", cls.honours)
+        keys = {cache_key("Hi there.", voice, DecodingParams(temperature=t, top_k=k, top_p=p), facts)
+                for t in (0.3, 0.9) for k in (20, 80) for p in (0.8, 1.0)}
+        assert len(keys) == 1, cls.id
+    hibari = EngineFacts("hibari", "m", None, "1", HibariEngine.honours)
+    assert cache_key("Hi.", voice, DecodingParams(seed=1), hibari) != cache_key("Hi.", voice, DecodingParams(seed=2), hibari)
+
+
+def test_a_sweep_over_a_setting_hibari_ignores_is_refused_before_prefect_starts(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("sweep", "manifests/demo-dialogue.yaml", "--chapter", "1", "--lines", "1-3",
+                     "--temperature", "0.3,0.7", "--top-k", "30,50", "--out", str(out), "--no-wer")
+    assert result.returncode == 2, result.stderr
+    assert "engine 'hibari' ignores temperature, top_k" in result.stderr
+    assert "hibari honours: seed" in result.stderr and "--engine higgs" in result.stderr
+    assert not out.exists()  # no database, so no run row
+
+
+# ---- a real sweep: tiny random Higgs, real Whisper tiny.en, real Prefect flow runs --------------------------
+
+GRID = ["--temperature", "0.5,0.9", "--top-k", "20,40", "--seeds", "2"]
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_higgs, whisper_tiny_en, tmp_path_factory):
+    """The CLI's sweep in this process (2x2 grid x 2 seeds over Ava's 3 lines), then the same sweep with one
+    more point from a grid file; both --json outputs."""
+    from flows.cli import main
+
+    folder = tmp_path_factory.mktemp("sweep")
+    manifest = folder / "sweep.yaml"
+    manifest.write_text(MANIFEST)
+    grid_file = folder / "grid.yaml"
+    grid_file.write_text("sweep:\n  temperature: [0.5, 0.9]\n  top_k: [20, 40]\n  seeds: 2\n"
+                         "  points:\n    - {temperature: 0.7, top_k: 30}\n")
+    outputs = []
+    with setting("VOICEBATCH_WHISPER_MODEL", str(whisper_tiny_en)), setting("VOICEBATCH_OUTPUT_DIR", str(folder / "out")):
+        for args in ([*GRID], ["--grid", str(grid_file)]):
+            capture = folder / f"out-{len(outputs)}.json"
+            import contextlib
+            import io
+
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text):
+                code = main(["sweep", str(manifest), "--chapter", "1", "--speaker", "Ava", *args, "--json"])
+            capture.write_text(text.getvalue())
+            assert code == 0, text.getvalue()
+            outputs.append(json.loads(text.getvalue()))
+    return folder, manifest, outputs
+
+
+def test_a_2x2_grid_with_2_seeds_over_3_lines_renders_24_takes_in_one_batch_per_point(swept):
+    _, _, (first, _) = swept
+    db = first["database"]
+    (run,) = rows(db, "SELECT * FROM runs WHERE run_id = ?", [first["run_id"]])
+    assert (run["kind"], run["status"], run["takes_rendered"], run["takes_reused"]) == ("sweep", "completed", 24, 0)
+    renders = rows(db, "SELECT * FROM renders WHERE run_id = ?", [first["run_id"]])
+    assert len(renders) == 24 and not any(r["cache_hit"] for r in renders)
+    assert len({r["batch"] for r in renders}) == 4 <= 8
+    tagged = rows(db, "SELECT s.point, r.batch, r.params, s.point_params FROM sweep_takes s JOIN renders r "
+                      "ON r.run_id = s.run_id AND r.cache_key = s.cache_key WHERE s.run_id = ?", [first["run_id"]])
+    assert len(tagged) == 24
+    for point in {t["point"] for t in tagged}:
+        mine = [t for t in tagged if t["point"] == point]
+        assert len(mine) == 6 and len({t["batch"] for t in mine}) == 1  # one render group per grid point
+        settings = json.loads(mine[0]["point_params"])
+        assert all(json.loads(t["params"])[k] == v for t in mine for k, v in settings.items())
+    # Higgs reports its decode steps; each line appears once per point and seed.
+    assert all(r["decode_steps"] and r["decode_steps"] > 0 for r in renders)
+    assert len({(r["line"], r["params"]) for r in renders}) == 24 and {r["line"] for r in renders} == {0, 1, 3}
+
+
+def test_a_re_run_with_one_more_point_renders_only_that_points_takes(swept):
+    _, _, (first, second) = swept
+    assert (second["takes_planned"], second["takes_rendered"], second["takes_reused"]) == (30, 6, 24)
+    renders = rows(second["database"], "SELECT r.cache_hit, s.point FROM renders r JOIN sweep_takes s ON "
+                                       "r.run_id = s.run_id AND r.cache_key = s.cache_key WHERE r.run_id = ?",
+                   [second["run_id"]])
+    assert {r["point"] for r in renders if not r["cache_hit"]} == {"t0.7_k30"}
+    assert sum(not r["cache_hit"] for r in renders) == 6
+    # The reused points score the same as when they were rendered (cached takes and cached ASR scores).
+    before = {p["point"]: p for p in first["points"]}
+    for p in second["points"]:
+        if p["point"] in before:
+            assert {k: v for k, v in p.items() if k != "rank"} == {k: v for k, v in before[p["point"]].items()
+                                                                   if k != "rank"}
+
+
+def test_the_ranked_table_matches_the_provenance_rows(swept):
+    from tasks.qa_score import normalise_words
+
+    _, _, outputs = swept
+    for result in outputs:
+        takes = rows(result["database"], """
+            SELECT s.point, s.point_params, s.asr_model, r.text, r.duration, r.peak_dbfs, r.decode_steps,
+                   t.render_seconds, q.wer, s.lufs
+            FROM sweep_takes s
+            JOIN renders r ON r.run_id = s.run_id AND r.cache_key = s.cache_key
+            JOIN takes t ON t.cache_key = s.cache_key
+            JOIN qa_scores q ON q.cache_key = s.cache_key AND q.asr_model = s.asr_model
+            WHERE s.run_id = ?""", [result["run_id"]])
+        assert len(takes) == result["takes_planned"]
+        assert all(t["lufs"] is None or -70 < t["lufs"] < 0 for t in takes)
+        by_point: dict[str, list[dict]] = {}
+        for t in takes:
+            by_point.setdefault(t["point"], []).append(t)
+        assert {p["point"] for p in result["points"]} == set(by_point)
+        for p in result["points"]:
+            mine = by_point[p["point"]]
+            words = [len(normalise_words(t["text"])) for t in mine]
+            pace = [t["duration"] / w for t, w in zip(mine, words)]
+            lufs = [t["lufs"] for t in mine if t["lufs"] is not None]
+            expected = dict(
+                takes=len(mine), wer_mean=statistics.fmean(t["wer"] for t in mine), wer_max=max(t["wer"] for t in mine),
+                seconds_per_word=statistics.fmean(pace), seconds_per_word_sd=statistics.pstdev(pace),
+                frames_per_second=sum(t["decode_steps"] for t in mine) / sum(t["duration"] for t in mine),
+                frames_per_word=sum(t["decode_steps"] for t in mine) / sum(words),
+                lufs=statistics.fmean(lufs) if lufs else None, peak_dbfs=max(t["peak_dbfs"] for t in mine),
+                render_seconds=sum(t["render_seconds"] for t in mine))
+            for key, value in expected.items():
+                assert p[key] == (pytest.approx(value) if value is not None else None), (p["point"], key)
+            assert json.loads(p["settings"]) == json.loads(mine[0]["point_params"])
+        ranks = [(p["wer_mean"], p["seconds_per_word_sd"]) for p in result["points"]]
+        assert ranks == sorted(ranks) and [p["rank"] for p in result["points"]] == list(range(1, len(ranks) + 1))
+
+
+def _changed_lines(before: str, after: str) -> list[str]:
+    return [d for d in difflib.ndiff(before.splitlines(), after.splitlines()) if d[:1] in "+-"]
+
+
+def test_adopt_write_changes_only_that_voices_overrides_and_a_render_re_renders_only_its_lines(swept, tiny_higgs):
+    from flows.cli import main
+    from flows.render import render_manifest
+
+    folder, manifest, _ = swept
+    out = folder / "render-out"
+    before_render = render_manifest(manifest=str(manifest), output_dir=str(out))
+    before = manifest.read_text()
+    assert main(["sweep", str(manifest), "--chapter", "1", "--speaker", "Ava", *GRID, "--adopt", "t0.9_k20"]) == 0
+    assert manifest.read_text() == before  # printing only
+    assert main(["sweep", str(manifest), "--chapter", "1", "--speaker", "Ava", *GRID, "--adopt", "t0.9_k20",
+                 "--write"]) == 0
+    after = manifest.read_text()
+    assert _changed_lines(before, after) == ["- Ava: ava   # the narrator",
+                                             "+ Ava: {voice: ava, temperature: 0.9, top_k: 20} # the narrator"]
+    assert "# nothing below Joe" in after and after.startswith("# A sweep test")
+
+    # Joe's block mapping takes new keys after `voice:`, keeps his other lines and comments.
+    assert main(["sweep", str(manifest), "--speaker", "Joe", "--top-k", "10,15", "--adopt", "k15", "--write"]) == 0
+    joe = manifest.read_text()
+    assert _changed_lines(after, joe) == ["+     top_k: 15"]
+    assert joe.index("voice: joe") < joe.index("top_k: 15") < joe.index("temperature: 0.6")
+    manifest.write_text(after)
+
+    again = render_manifest(manifest=str(manifest), output_dir=str(out))
+    keys = {s.run_id: {(r["line"], r["speaker"]): r["cache_key"] for r in rows(
+        again.database, "SELECT line, speaker, cache_key FROM renders WHERE run_id = ?", [s.run_id])}
+        for s in (before_render, again)}
+    first, second = keys[before_render.run_id], keys[again.run_id]
+    changed = {where for where in first if first[where] != second[where]}
+    assert changed == {(0, "Ava"), (1, "Ava"), (3, "Ava")}
+    params = rows(again.database, "SELECT params FROM renders WHERE run_id = ? AND speaker = 'Ava'", [again.run_id])
+    assert all((json.loads(p["params"])["temperature"], json.loads(p["params"])["top_k"]) == (0.9, 20) for p in params)
+
+
+def test_adopt_refuses_an_unknown_point_and_write_without_adopt(manifest):
+    from flows.cli import main
+
+    base = ["sweep", str(manifest), "--chapter", "1", "--speaker", "Ava", *GRID]
+    assert main([*base, "--adopt", "t0.1_k20"]) == 2
+    assert main([*base, "--write"]) == 2
+    assert main(["sweep", str(manifest), "--chapter", "1", *GRID, "--adopt", "t0.5_k20"]) == 2  # two speakers
+    assert manifest.read_text() == MANIFEST
