@@ -177,8 +177,10 @@ def test_a_2x2_grid_with_2_seeds_over_3_lines_renders_24_takes_in_one_batch_per_
         assert len(mine) == 6 and len({t["batch"] for t in mine}) == 1  # one render group per grid point
         settings = json.loads(mine[0]["point_params"])
         assert all(json.loads(t["params"])[k] == v for t in mine for k, v in settings.items())
-    # Higgs reports its decode steps; each line appears once per point and seed.
-    assert all(r["decode_steps"] and r["decode_steps"] > 0 for r in renders)
+    # Higgs reports each take's own decode steps (not its batch's longest): the start frame, one per 40 ms of
+    # audio, and the tiny model's 4 codebooks' delay (3 frames).
+    assert all(r["decode_steps"] == round(r["duration"] * 25) + 4 for r in renders)
+    assert len({r["decode_steps"] for r in renders}) > 1
     assert len({(r["line"], r["params"]) for r in renders}) == 24 and {r["line"] for r in renders} == {0, 1, 3}
 
 
@@ -291,3 +293,20 @@ def test_adopt_refuses_an_unknown_point_and_write_without_adopt(manifest):
     assert main([*base, "--write"]) == 2
     assert main(["sweep", str(manifest), "--chapter", "1", *GRID, "--adopt", "t0.5_k20"]) == 2  # two speakers
     assert manifest.read_text() == MANIFEST
+
+
+def test_the_ranked_table_is_a_prefect_artifact(swept):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    _, _, (first, _) = swept
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[first["run_id"]])))
+    by_key = {a.key: a for a in found}
+    assert {"sweep-test-sweep", "sweep-test-sweep-points"} <= set(by_key)
+    table = by_key["sweep-test-sweep-points"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [r["point"] for r in table] == [p["point"] for p in first["points"]]
+    assert [r["takes"] for r in table] == [6, 6, 6, 6]
+    assert "ranked lowest mean WER first" in by_key["sweep-test-sweep"].data
