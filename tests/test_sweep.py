@@ -310,3 +310,28 @@ def test_the_ranked_table_is_a_prefect_artifact(swept):
     assert [r["point"] for r in table] == [p["point"] for p in first["points"]]
     assert [r["takes"] for r in table] == [6, 6, 6, 6]
     assert "ranked lowest mean WER first" in by_key["sweep-test-sweep"].data
+
+
+def test_a_seed_sweep_on_hibari_runs_and_its_frame_figures_are_empty(tmp_path, root):
+    """hibari honours the seed, so a sweep over seeds alone is allowed; it reports no decode steps."""
+    from flows.sweep import sweep_manifest
+
+    result = sweep_manifest(manifest=str(root / "manifests" / "demo-dialogue.yaml"), seeds=2, chapter=1,
+                            lines="1", output_dir=str(tmp_path / "out"), wer=False)
+    assert result.status == "completed" and result.takes_rendered == 2 and result.asr_model is None
+    (point,) = result.points
+    assert (point["point"], point["takes"], point["wer_mean"], point["frames_per_second"]) == ("base", 2, None, None)
+    renders = rows(result.database, "SELECT seed, decode_steps, engine FROM renders WHERE run_id = ?", [result.run_id])
+    assert sorted((r["seed"], r["decode_steps"], r["engine"]) for r in renders) == [(1, None, "hibari"),
+                                                                                    (2, None, "hibari")]
+
+
+def test_runs_are_renders_unless_a_sweep_says_so(tmp_path):
+    from datetime import datetime
+
+    from tasks.provenance import start_run
+
+    db = tmp_path / "provenance.duckdb"
+    start_run(db, dict(run_id="r1", manifest_path="m.yaml", manifest_sha256="0", started_at=datetime.now(),
+                       status="running", host="h", pid=1))
+    assert rows(str(db), "SELECT run_id, kind FROM runs") == [{"run_id": "r1", "kind": "render"}]
