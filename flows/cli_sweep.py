@@ -29,7 +29,7 @@ def grid_file_block(path: Path) -> dict:
 
 def sweep_spec(args: argparse.Namespace):
     """The grid file's block (if any) with the command line's values over it."""
-    from tasks.sweep_plan import SweepError, parse_values, spec_from_block
+    from tasks.sweep_plan import parse_point_name, parse_values, spec_from_block
 
     block = grid_file_block(args.grid) if args.grid else {}
     for option, setting in GRID_OPTIONS.items():
@@ -39,8 +39,9 @@ def sweep_spec(args: argparse.Namespace):
     for name in ("seeds", "chapter", "lines", "speaker"):
         if getattr(args, name) is not None:
             block[name] = getattr(args, name)
-    if args.seeds is not None and args.seeds < 1:
-        raise SweepError(f"--seeds: {args.seeds}; sweep at least 1 seed per point")
+    if args.adopt and not any(k in block for k in (*GRID_OPTIONS.values(), "points")):
+        # No grid given: the point's name says its settings (checked against the engine like a grid).
+        block.update({k: [v] for k, v in parse_point_name(args.adopt).items()})
     return spec_from_block(block, str(args.grid) if args.grid else "command line")
 
 
@@ -61,6 +62,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     selected = check_sweep(script, spec, args.engine, settings.engine)
     if args.adopt:
         point = find_point(grid_points(spec), args.adopt)
+        if not point.params:
+            raise SweepError(f"--adopt: point {point.name!r} sets no decoding settings; there is nothing to adopt")
         speaker = adopting_speaker(selected, spec.speaker)
         print(f"# grid point {point.name} as {speaker}'s overrides in {args.manifest}:")
         print(overrides_text(script, speaker, point), end="")

@@ -3,13 +3,10 @@ and seeds (one render batch per point, the engine warm throughout, the ordinary 
 (ASR word error rate, pace, decode steps, loudness), recorded in provenance with its grid point, and ranked."""
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +98,8 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
 
     script = steps.ingest_manifest(Path(manifest), settings.voices_dir)
     check_sweep(script, spec, engine, settings.engine)
-    provenance.start_run(db, dict(
-        run_id=run_id, flow_run_id=flow_run.get_id(), manifest_path=str(Path(manifest).resolve()),
-        manifest_sha256=script.sha256, title=script.manifest.title, output_dir=str(out.resolve()),
-        started_at=datetime.now(), status="running", host=socket.gethostname(), pid=os.getpid(), forced=False,
-        kind="sweep", versions=provenance.as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")})))
+    provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256,
+                                                  script.manifest.title, out, False, kind="sweep"))
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
@@ -148,12 +142,7 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
             for record in records:
                 record.result()
     except BaseException as e:
-        try:
-            provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
-                                                   ended_at=datetime.now(),
-                                                   wall_seconds=time.perf_counter() - started), [], [])
-        except Exception as record_error:  # noqa: BLE001 - report the first failure, not the bookkeeping one
-            logger.error("could not record the sweep's failure in %s: %s", db, record_error)
+        provenance.record_failed_run(db, run_id, e, time.perf_counter() - started, logger)
         raise
 
     now = datetime.now()

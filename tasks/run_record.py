@@ -1,8 +1,11 @@
 """Rows for the provenance database, built from what a run planned, rendered and reused. Pure functions."""
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,15 @@ from tasks.provenance import as_json
 from tasks.report import Progress
 from tasks.batch_render import BatchResult, RenderFailure, Take
 from tasks.render import EngineSetup
+
+
+def start_row(run_id: str, flow_run_id: str | None, manifest: str, sha256: str, title: str, output_dir: Path,
+              forced: bool, **extra: Any) -> dict[str, Any]:
+    """The `runs` row of a run as it starts: what it renders, where, and which process runs it."""
+    return dict(run_id=run_id, flow_run_id=flow_run_id, manifest_path=str(Path(manifest).resolve()),
+                manifest_sha256=sha256, title=title, output_dir=str(Path(output_dir).resolve()),
+                started_at=datetime.now(), status="running", host=socket.gethostname(), pid=os.getpid(), forced=forced,
+                versions=as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")}), **extra)
 
 
 def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: datetime) -> dict[str, Any]:

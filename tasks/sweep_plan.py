@@ -97,6 +97,20 @@ def point_name(settings: dict[str, Any]) -> str:
     return "_".join(f"{SWEEPABLE[k]}{_format(settings[k])}" for k in SWEEPABLE if k in settings)
 
 
+def parse_point_name(name: str) -> dict[str, Any]:
+    """The settings a point name stands for: 't0.3_k50' -> {temperature: 0.3, top_k: 50}."""
+    by_prefix = sorted(((short, setting) for setting, short in SWEEPABLE.items()), key=lambda p: -len(p[0]))
+    settings: dict[str, Any] = {}
+    for part in name.split("_") if name != BASE_POINT else []:
+        match = next(((short, setting) for short, setting in by_prefix if part.startswith(short)), None)
+        if match is None or match[1] in settings:
+            raise SweepError(f"--adopt: {name!r} is not a grid point name such as t0.3_k50_p0.95 (t temperature, "
+                             "k top_k, p top_p, n max_new_tokens, ras ras_win_len)")
+        short, setting = match
+        settings[setting] = parse_values("--adopt", setting, part[len(short):])[0]
+    return settings
+
+
 def _check(setting: str, value: Any, where: str) -> Any:
     try:
         return getattr(ParamOverrides(**{setting: value}), setting)
@@ -136,6 +150,8 @@ def spec_from_block(block: dict[str, Any], where: str) -> SweepSpec:
                 raise SweepError(f"{where}: sweep.{setting}: empty list; give at least one value or remove it")
             values[setting] = tuple(dict.fromkeys(_check(setting, v, f"{where}: sweep.{setting}") for v in given))
     seeds = grid.seeds if grid.seeds is not None else 1
+    if seeds == [] or (isinstance(seeds, int) and seeds < 1):
+        raise SweepError(f"{where}: seeds: {seeds!r}; sweep at least one seed per point")
     return SweepSpec(values, tuple(p.overrides() for p in grid.points or ()),
                      tuple(seeds) if isinstance(seeds, list) else seeds, grid.chapter, grid.lines, grid.speaker)
 

@@ -18,8 +18,8 @@ from conftest import rows, setting
 from engine.base import DecodingParams
 from tasks.ingest import ingest
 from tasks.plan import EngineFacts, cache_key, plan_jobs
-from tasks.sweep_plan import (SweepError, SweepSpec, grid_points, group_sweep, parse_values, plan_sweep,
-                              select_jobs, spec_from_block)
+from tasks.sweep_plan import (SweepError, SweepSpec, grid_points, group_sweep, parse_point_name, parse_values,
+                              plan_sweep, select_jobs, spec_from_block)
 
 MANIFEST = """\
 # A sweep test: Ava's lines get swept, Joe's stay as they are.
@@ -63,6 +63,14 @@ def test_grid_points_are_the_product_plus_extra_points_named_by_their_settings()
     assert [p.name for p in grid_points(spec)] == ["t0.3_k30", "t0.3_k50", "t0.7_k30", "t0.7_k50", "t0.5_p0.9"]
     assert grid_points(spec)[4].params == {"temperature": 0.5, "top_p": 0.9}
     assert [p.name for p in grid_points(_spec(seeds=3))] == ["base"]
+    for point in grid_points(spec):
+        assert parse_point_name(point.name) == point.params
+    assert parse_point_name("ras5_n300") == {"ras_win_len": 5, "max_new_tokens": 300}
+    for bad in ("x9", "t0.3_t0.5", "k2.5", "p0"):
+        with pytest.raises(SweepError, match="--adopt"):
+            parse_point_name(bad)
+    with pytest.raises(SweepError, match="seeds: 0; sweep at least one seed"):
+        _spec(seeds=0)
     assert parse_values("--top-k", "top_k", "30, 50,30") == (30, 50)
     with pytest.raises(SweepError, match="--top-p: .*less than or equal to 1"):
         parse_values("--top-p", "top_p", "0.9,1.5")
@@ -277,8 +285,9 @@ def test_adopt_write_changes_only_that_voices_overrides_and_only_its_lines_re_re
                                                                          "WHERE point = 't0.9_k20' AND seed = 1")}
     assert {keys_after[(line, "Ava")] for line in (0, 1, 3)} == sweep_keys
 
-    # Joe's block mapping takes the new key after `voice:` and keeps his other lines and comments.
-    assert main(["sweep", str(manifest), "--speaker", "Joe", "--top-k", "10,15", "--adopt", "k15", "--write"]) == 0
+    # Joe's block mapping takes the new key after `voice:` and keeps his other lines and comments; with no grid
+    # given, the point's name says its settings.
+    assert main(["sweep", str(manifest), "--speaker", "Joe", "--adopt", "k15", "--write"]) == 0
     joe = manifest.read_text()
     assert _changed_lines(after, joe) == ["+     top_k: 15"]
     assert joe.index("voice: joe") < joe.index("top_k: 15") < joe.index("temperature: 0.6")
@@ -292,6 +301,8 @@ def test_adopt_refuses_an_unknown_point_and_write_without_adopt(manifest):
     assert main([*base, "--adopt", "t0.1_k20"]) == 2
     assert main([*base, "--write"]) == 2
     assert main(["sweep", str(manifest), "--chapter", "1", *GRID, "--adopt", "t0.5_k20"]) == 2  # two speakers
+    assert main(["sweep", str(manifest), "--speaker", "Ava", "--adopt", "base"]) == 2  # nothing to adopt
+    assert main(["sweep", str(manifest), "--speaker", "Ava", "--engine", "hibari", "--adopt", "t0.5"]) == 2
     assert manifest.read_text() == MANIFEST
 
 
