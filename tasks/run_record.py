@@ -1,4 +1,5 @@
-"""Rows for the provenance database, built from what a run planned, rendered and reused. Pure functions."""
+"""Rows for the provenance database, built from what a run planned, rendered and reused. Pure functions, but
+for the start row, which reads the clock, the host and the process."""
 from __future__ import annotations
 
 import os

@@ -185,9 +185,10 @@ def refuse_ignored(spec: SweepSpec, engine_honours: dict[str, frozenset[str]]) -
         ignored = [s for s in swept_settings(spec) if s not in honours]
         if ignored:
             what = ", ".join(sorted(h for h in honours if h in DecodingParams.model_fields)) or "no decoding settings"
-            raise SweepError(f"engine {engine!r} ignores {', '.join(ignored)}: sweeping {'it' if len(ignored) == 1 else 'them'} "
-                             f"would render the same take for every value. {engine} honours: {what}. Sweep only "
-                             "those, or choose an engine that honours the setting (--engine higgs)")
+            them = "it" if len(ignored) == 1 else "them"
+            raise SweepError(f"engine {engine!r} ignores {', '.join(ignored)}: sweeping {them} would render the same "
+                             f"take for every value. {engine} honours: {what}. Sweep only those, or choose an engine "
+                             "that honours the setting (--engine higgs)")
 
 
 def _line_numbers(text: str, count: int, where: str) -> list[int]:
@@ -256,7 +257,8 @@ def plan_sweep(script: Script, selected: list[RenderJob], points: list[GridPoint
     return planned
 
 
-def group_sweep(planned: list[SweepJob], engines: dict[str, EngineFacts], batch_size: int | None = None) -> list[RenderBatch]:
+def group_sweep(planned: list[SweepJob], engines: dict[str, EngineFacts],
+                batch_size: int | None = None) -> list[RenderBatch]:
     """One batch per grid point and voice (split at the engine's batch size); a take planned twice is rendered
     once. `planned` holds only the jobs to render."""
     groups: dict[tuple[str, str, str], list[RenderJob]] = {}
