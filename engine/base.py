@@ -53,6 +53,9 @@ class RenderRequest:
     params: DecodingParams
     key: str = ""
     scene: str | None = None  # the manifest's scene description, for engines that honour "scene"
+    # What the engine measured while rendering this request, filled in by render() where it can (e.g.
+    # "decode_steps": generated frames); left empty by engines that measure nothing. Not part of equality.
+    measured: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass

@@ -265,11 +265,16 @@ class HiggsEngine(Engine):
         with torch.inference_mode():
             sequences = model.generate(**inputs, generation_config=config)
         self.generate_calls += 1
-        return self.decode(sequences, inputs.get("audio_input_ids"))
+        steps: list[int] = []
+        audios = self.decode(sequences, inputs.get("audio_input_ids"), steps)
+        for request, count in zip(requests, steps):
+            request.measured["decode_steps"] = count
+        return audios
 
-    def decode(self, sequences, prompt_audio=None) -> list[np.ndarray]:
+    def decode(self, sequences, prompt_audio=None, steps: list[int] | None = None) -> list[np.ndarray]:
         """Waveforms of the generated frames, row by row: from the first frame after the prompt's audio to each
-        row's first all-end frame, delay pattern undone. A row too short to decode gives an empty array."""
+        row's first all-end frame, delay pattern undone. A row too short to decode gives an empty array.
+        `steps`, when given, receives each row's decode steps: the frames it generated up to its end."""
         import torch
 
         model, processor = self._loaded()
@@ -282,6 +287,8 @@ class HiggsEngine(Engine):
             for row in generated:
                 ended = (row == processor.audio_stream_eos_id).all(dim=-1).nonzero()
                 end = int(ended[0, 0]) if len(ended) else len(row)
+                if steps is not None:
+                    steps.append(end)  # frames 0..end-1; the batch may have decoded longer for other rows
                 frames = row[1:end]  # frame 0 is the all-start frame of the stream
                 if len(frames) < codebooks:  # nothing left once the delay pattern is undone
                     out.append(np.zeros(0, np.float32))

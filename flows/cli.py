@@ -13,7 +13,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.errors import VoicebatchError
 from engine.settings import get_settings
-from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_review, cli_serve, cli_voices
+from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_review, cli_serve, cli_sweep, cli_voices
 from tasks import qa_report
 
 
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_qa.add_command(sub)
     cli_review.add_command(sub)
     cli_serve.add_command(sub)
+    cli_sweep.add_command(sub)
     return parser
 
 

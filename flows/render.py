@@ -2,13 +2,10 @@
 the chapters whose takes changed, export, record provenance and publish the run's report."""
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -96,11 +93,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
     script = steps.ingest_manifest(Path(manifest), settings.voices_dir)
     title = script.manifest.title
-    provenance.start_run(db, dict(
-        run_id=run_id, flow_run_id=flow_run.get_id(), manifest_path=str(Path(manifest).resolve()),
-        manifest_sha256=script.sha256, title=title, output_dir=str(out.resolve()), started_at=datetime.now(),
-        status="running", host=socket.gethostname(), pid=os.getpid(), forced=force,
-        versions=provenance.as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")})))
+    provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force))
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
@@ -165,12 +158,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
             logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
                            ", ".join(map(str, failed_chapters)))
     except BaseException as e:
-        try:
-            provenance.finish_run(db, run_id, dict(status="failed", error=f"{type(e).__name__}: {e}",
-                                                   ended_at=datetime.now(),
-                                                   wall_seconds=time.perf_counter() - started), [], [])
-        except Exception as record_error:  # noqa: BLE001 - report the first failure, not the bookkeeping one
-            logger.error("could not record the run's failure in %s: %s", db, record_error)
+        provenance.record_failed_run(db, run_id, e, time.perf_counter() - started, logger)
         raise
 
     now = datetime.now()

@@ -41,6 +41,7 @@ class Take:
     device: str | None = None  # set when it was made on another device than the engine's (a fallback)
     render_started_at: datetime | None = None  # the engine call that made it, in the render lane
     render_ended_at: datetime | None = None
+    decode_steps: int | None = None  # frames the engine generated for it, where the engine reports them
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class _BatchRenderer:
         self.batch_device = warm_engine(batch.engine, device, dtype).engine.device
         self.result = BatchResult()
 
-    def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime]]:
+    def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime],
+                                                                  list[int | None]]:
         requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene) for j in jobs]
         with checkout(self.batch.engine, device, self.dtype) as engine:
             started_at, start = datetime.now(), time.perf_counter()
@@ -110,11 +112,12 @@ class _BatchRenderer:
             made_on = engine.device
         if len(audios) != len(requests):
             raise EngineError(f"engine {self.batch.engine!r} returned {len(audios)} takes for {len(requests)} requests")
-        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on, (started_at, ended_at)
+        steps = [r.measured.get("decode_steps") for r in requests]
+        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on, (started_at, ended_at), steps
 
     def render(self, jobs: list[RenderJob], device: str, alone_retry: bool = True) -> None:
         try:
-            audios, seconds, made_on, interval = self._call(device, jobs)
+            audios, seconds, made_on, interval, steps = self._call(device, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
             if is_mps_op_failure(e) and device != "cpu" and self._device_of(device) == "mps":
                 log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
@@ -131,26 +134,26 @@ class _BatchRenderer:
                 self.result.failures.append(RenderFailure(jobs[0].key, f"{type(e).__name__}: {e}"))
             return
         total = sum(a.size for a in audios) or 1
-        for job, audio in zip(jobs, audios):
+        for job, audio, count in zip(jobs, audios, steps):
             problem = take_problem(audio, job.text, self.limits, SAMPLE_RATE)
             if problem and len(jobs) > 1:
                 self.render([job], device)
             elif problem:
                 self.result.failures.append(RenderFailure(job.key, problem))
             else:
-                self._keep(job, audio, seconds * audio.size / total, made_on, interval)
+                self._keep(job, audio, seconds * audio.size / total, made_on, interval, count)
 
     def _device_of(self, device: str) -> str:
         return warm_engine(self.batch.engine, device, self.dtype).engine.device
 
     def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, made_on: str,
-              interval: tuple[datetime, datetime]) -> None:
+              interval: tuple[datetime, datetime], decode_steps: int | None = None) -> None:
         path = take_path(self.takes_dir, job.key)
         digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
         m = measure(audio)
         fallback = made_on if made_on != self.batch_device else None
         self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
-                                      m["rms_dbfs"], self.batch.index, fallback, *interval))
+                                      m["rms_dbfs"], self.batch.index, fallback, *interval, decode_steps))
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,

@@ -240,6 +240,31 @@ def _m006_lane_timestamps(con) -> None:
     con.execute("ALTER TABLE take_levels ADD COLUMN normalise_ended_at TIMESTAMP")
 
 
+def _m007_sweeps(con) -> None:
+    """Grid sweeps: runs say what kind they are, takes their decode steps (where the engine reports them),
+    and each take of a sweep names its grid point and the scores measured on it."""
+    con.execute("ALTER TABLE runs ADD COLUMN kind VARCHAR DEFAULT 'render'")  # render, sweep
+    con.execute("ALTER TABLE renders ADD COLUMN decode_steps INTEGER")
+    con.execute("ALTER TABLE takes ADD COLUMN decode_steps INTEGER")
+    con.execute("""
+        CREATE TABLE sweep_takes (
+            run_id VARCHAR NOT NULL,
+            point VARCHAR NOT NULL,         -- the grid point's name, e.g. t0.3_k50_p0.95
+            point_params VARCHAR NOT NULL,  -- JSON: the settings the point sets
+            chapter INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            chunk INTEGER NOT NULL,
+            seed BIGINT,
+            cache_key VARCHAR NOT NULL,     -- renders.cache_key / takes.cache_key
+            words INTEGER,                  -- spoken words in the text, as WER counts them
+            asr_model VARCHAR,              -- NULL when the sweep ran without ASR
+            wer DOUBLE,
+            lufs DOUBLE,                    -- the take's integrated loudness as rendered (before normalising)
+            render_seconds DOUBLE,          -- the take's own render time, also when this run reused it
+            decode_steps INTEGER            -- NULL when the engine does not report them
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -248,6 +273,7 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("004_voice_transcripts", _m004_voice_transcripts),
     ("005_take_qa", _m005_take_qa),
     ("006_lane_timestamps", _m006_lane_timestamps),
+    ("007_sweeps", _m007_sweeps),
 ]
 
 
@@ -409,6 +435,18 @@ def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dic
         except Exception:
             con.execute("ROLLBACK")
             raise
+
+
+def record_failed_run(db: Path, run_id: str, error: BaseException, wall_seconds: float, log) -> None:
+    """Mark a run failed with its error; a database that cannot take it is logged, never raised (the run's own
+    error is the one to report)."""
+    from datetime import datetime
+
+    try:
+        finish_run(db, run_id, dict(status="failed", error=f"{type(error).__name__}: {error}", ended_at=datetime.now(),
+                                    wall_seconds=wall_seconds), [], [])
+    except Exception as record_error:  # noqa: BLE001
+        log.error("could not record the failure of run %s in %s: %s", run_id, db, record_error)
 
 
 def as_json(value: Any) -> str:

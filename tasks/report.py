@@ -78,12 +78,14 @@ class Progress:
 
 def publish(title: str, summary: str, table: list[dict[str, Any]], kind: str = "run") -> None:
     """A run's report as artifacts: `kind` "run" is the summary and take table, "qa" the QA report and its
-    per-take table. The run is already recorded, so a failure here only warns."""
+    per-take table, "sweep" a sweep's ranking and its per-point table. The run is already recorded, so a
+    failure here only warns."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    keys = {"run": ("summary", "takes"), "qa": ("qa", "qa-takes")}[kind]
+    keys = {"run": ("summary", "takes"), "qa": ("qa", "qa-takes"), "sweep": ("sweep", "sweep-points")}[kind]
     try:
         create_markdown_artifact(summary, key=artifact_key(title, keys[0]), description=f"voicebatch {kind} of {title}")
-        create_table_artifact(table, key=artifact_key(title, keys[1]), description=f"{kind}: one row per take")
+        row = "grid point" if kind == "sweep" else "take"
+        create_table_artifact(table, key=artifact_key(title, keys[1]), description=f"{kind}: one row per {row}")
     except Exception as e:  # noqa: BLE001
         log.warning("could not publish the %s report to Prefect: %s", kind, e)

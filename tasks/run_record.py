@@ -1,8 +1,12 @@
-"""Rows for the provenance database, built from what a run planned, rendered and reused. Pure functions."""
+"""Rows for the provenance database, built from what a run planned, rendered and reused. Pure functions, but
+for the start row, which reads the clock, the host and the process."""
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +20,20 @@ from tasks.batch_render import BatchResult, RenderFailure, Take
 from tasks.render import EngineSetup
 
 
+def start_row(run_id: str, flow_run_id: str | None, manifest: str, sha256: str, title: str, output_dir: Path,
+              forced: bool, **extra: Any) -> dict[str, Any]:
+    """The `runs` row of a run as it starts: what it renders, where, and which process runs it."""
+    return dict(run_id=run_id, flow_run_id=flow_run_id, manifest_path=str(Path(manifest).resolve()),
+                manifest_sha256=sha256, title=title, output_dir=str(Path(output_dir).resolve()),
+                started_at=datetime.now(), status="running", host=socket.gethostname(), pid=os.getpid(), forced=forced,
+                versions=as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")}), **extra)
+
+
 def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: datetime) -> dict[str, Any]:
     return dict(cache_key=take.key, path=take.path, sha256=take.sha256, bytes=record.bytes, mtime_ns=record.mtime_ns,
                 duration=take.duration, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
-                render_seconds=take.render_seconds, engine=engine, run_id=run_id, created_at=now)
+                render_seconds=take.render_seconds, engine=engine, run_id=run_id, created_at=now,
+                decode_steps=take.decode_steps)
 
 
 def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db: Path,
@@ -36,7 +50,7 @@ def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db
 def take_from_row(row: dict[str, Any]) -> Take:
     """A cached take as the flow uses it: no render time spent in this run, no batch."""
     return Take(row["cache_key"], row["path"], row["sha256"], row["duration"], 0.0, row["peak_dbfs"],
-                row["rms_dbfs"], None)
+                row["rms_dbfs"], None, decode_steps=row.get("decode_steps"))
 
 
 def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits: dict[str, dict[str, Any]],
@@ -63,7 +77,8 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
                      "take_sha256": take.sha256, "duration": take.duration, "render_seconds": take.render_seconds,
                      "peak_dbfs": take.peak_dbfs, "rms_dbfs": take.rms_dbfs, "status": "rendered", "error": None,
                      "take_run_id": hits[job.key].get("run_id") if job.key in hits else run_id,
-                     "render_started_at": take.render_started_at, "render_ended_at": take.render_ended_at})
+                     "render_started_at": take.render_started_at, "render_ended_at": take.render_ended_at,
+                     "decode_steps": take.decode_steps})
     return rows
 
 

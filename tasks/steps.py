@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import (batch_render, cache, encode, export, ingest, mastering, qa, render, review_page, run_record,
-                   voice_prep)
+                   sweep_score, voice_prep)
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -28,3 +28,4 @@ encode_chapter_mp3 = task(name="encode chapter mp3", **_plain)(encode.encode_cha
 encode_book = task(name="encode book", task_run_name="encode {kind}", **_plain)(encode.encode_book)
 check_takes = task(name="qa: transcribe and score takes", **_plain)(qa.check_batch)
 write_review_page = task(name="review page", **_plain)(review_page.write_review_page)
+score_sweep_takes = task(name="sweep: score takes", **_plain)(sweep_score.score_takes)
