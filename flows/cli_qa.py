@@ -17,11 +17,12 @@ def cmd_qa(args: argparse.Namespace) -> int:
     plan = qa_plan(Qa(enabled=True, wer_threshold=args.wer_threshold), None, settings)
     rows = rescore_run(settings.database, args.run_id, plan)
     if args.json:
-        print(json.dumps({"run_id": rows[0]["run_id"], "chapters": chapter_summary(rows), "takes": rows},
-                         indent=2, default=str))
+        print(json.dumps({"run_id": rows[0]["run_id"], "rescore_id": rows[0]["rescore_id"],
+                          "chapters": chapter_summary(rows), "takes": rows}, indent=2, default=str))
     else:
         print(f"run {rows[0]['run_id']}: {len(rows)} takes scored, "
-              f"{sum(not r['scored'] for r in rows)} from the QA cache")
+              f"{sum(not r['scored'] for r in rows)} from the QA cache; recorded as re-score "
+              f"{rows[0]['rescore_id']} in qa_rescores")
         print("\n".join(text_lines(rows)))
     return 1 if any(r["flagged"] for r in rows) else 0
 

@@ -10,12 +10,13 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import cache, steps
-from tasks.batch_render import BatchResult
+from tasks.batch_render import BatchResult, Take
 from tasks.encode import NO_FFMPEG, find_ffmpeg
 from tasks.export import OutputFile, book_dir, chapter_path
 from tasks.ingest import Script
@@ -85,32 +86,47 @@ def _reused(kind: str, chapter: int | None, title: str, record: cache.CachedFile
 
 def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], rendered: list[PrefectFuture],
             cached: BatchResult, out: Path, db: Path, force: bool, max_mb: float,
-            logger: logging.Logger | logging.LoggerAdapter) -> Delivery:
-    """`rendered[i]` is the future of batch i's BatchResult; `cached` holds the takes reused from the cache."""
+            logger: logging.Logger | logging.LoggerAdapter,
+            settle: Callable[[], tuple[list[RenderJob], list[Take]]] | None = None) -> Delivery:
+    """`rendered[i]` is the future of batch i's BatchResult; `cached` holds the takes reused from the cache.
+    With `settle` (QA), every rendered take is normalised as soon as its batch lands, then `settle()` waits for
+    the kept takes (re-takes, cached takes) and gives the final jobs; the chapters are mastered from those."""
     manifest = script.manifest
     target = manifest.loudness.resolve()
     takes_dir = out / "takes"
-    prints = fingerprints(script, jobs, target, out)
-    reusable = {} if force else cache.reusable_outputs(db, prints)
-    paths = {ch.index: chapter_path(out, manifest.title, ch.index, ch.title) for ch in script.chapters}
-    to_master = [ch for ch in script.chapters if str(paths[ch.index]) not in reusable]
-    master_keys = {j.key for j in jobs if j.chapter in {ch.index for ch in to_master}}
-    normalised_paths = {k: str(normalised_take_path(takes_dir, target, k)) for k in master_keys}
     ffmpeg = find_ffmpeg()
     warnings = [] if ffmpeg else [NO_FFMPEG]
     if not ffmpeg:
         logger.warning(NO_FFMPEG)
 
     with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
-        hits = [t for t in cached.takes if t.key in master_keys]
-        waits_for: dict[str, list] = {}  # take key -> the normalisation future that will write it
-        for i in range(0, len(hits), 16):
-            future = pool.submit(steps.normalise_takes, dict(takes=hits[i:i + 16], target=target, takes_dir=takes_dir))
-            waits_for.update({t.key: future for t in hits[i:i + 16]})
-        for batch, rendered_future in zip(batches, rendered):
-            future = pool.submit(steps.normalise_batch, dict(result=rendered_future, target=target,
-                                                               takes_dir=takes_dir, keys=master_keys))
-            waits_for.update({j.key: future for j in batch.jobs})
+        waits_for: dict[str, PrefectFuture] = {}  # take key -> the normalisation future that will write it
+
+        def normalise_now(takes: list[Take]) -> None:
+            for i in range(0, len(takes), 16):
+                future = pool.submit(steps.normalise_takes, dict(takes=takes[i:i + 16], target=target,
+                                                                 takes_dir=takes_dir))
+                waits_for.update({t.key: future for t in takes[i:i + 16]})
+
+        def normalise_batches(keys: set[str]) -> None:
+            for batch, rendered_future in zip(batches, rendered):
+                future = pool.submit(steps.normalise_batch, dict(result=rendered_future, target=target,
+                                                                   takes_dir=takes_dir, keys=keys))
+                waits_for.update({j.key: future for j in batch.jobs})
+
+        if settle is None:
+            prints, reusable, to_master, master_keys = _mastering_plan(script, jobs, target, out, db, force)
+            normalise_now([t for t in cached.takes if t.key in master_keys])
+            normalise_batches(master_keys)
+        else:
+            # A first take is almost always the kept one: normalising it now overlaps the render lane, and the
+            # rare one QA replaces costs one wasted normalisation. Re-takes are normalised only when kept.
+            normalise_batches({j.key for b in batches for j in b.jobs})
+            jobs, kept = settle()
+            prints, reusable, to_master, master_keys = _mastering_plan(script, jobs, target, out, db, force)
+            normalise_now([t for t in kept if t.key in master_keys and t.key not in waits_for])
+        paths = {ch.index: chapter_path(out, manifest.title, ch.index, ch.title) for ch in script.chapters}
+        normalised_paths = {k: str(normalised_take_path(takes_dir, target, k)) for k in master_keys}
         # Each chapter is mastered as soon as its own takes are normalised, while later batches still render.
         mastered_futures = {}
         for ch in to_master:
@@ -123,7 +139,8 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         # A render that raised surfaces here with its own error (the tasks waiting on it only say "not run").
         for future in rendered:
             future.result()
-        normalised = [n for f in [*dict.fromkeys(waits_for.values())] for n in f.result()]
+        used = {j.key for j in jobs}
+        normalised = [n for f in [*dict.fromkeys(waits_for.values())] for n in f.result() if n.key in used]
         mastered = {i: m for i, f in mastered_futures.items() if (m := f.result()) is not None}
         chapters, reused = [], set()
         for ch in script.chapters:
@@ -172,6 +189,17 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
                     warnings)
+
+
+def _mastering_plan(script: Script, jobs: list[RenderJob], target: LoudnessTarget, out: Path, db: Path,
+                    force: bool) -> tuple[dict[str, str], dict[str, cache.CachedFile], list, set[str]]:
+    """Fingerprints of every output, the outputs found up to date, the chapters to master and their takes."""
+    prints = fingerprints(script, jobs, target, out)
+    reusable = {} if force else cache.reusable_outputs(db, prints)
+    to_master = [ch for ch in script.chapters
+                 if str(chapter_path(out, script.manifest.title, ch.index, ch.title)) not in reusable]
+    chapters = {ch.index for ch in to_master}
+    return prints, reusable, to_master, {j.key for j in jobs if j.chapter in chapters}
 
 
 def _recorded_loudness(db: Path, paths: list[str]) -> list[dict]:

@@ -3,9 +3,9 @@ the render lane (re-takes go through the lane like any render), plus checks of t
 cache (their scores are cached too). The flow then maps every job to the take QA kept."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prefect.futures import PrefectFuture
 
@@ -16,6 +16,7 @@ from tasks.ingest import Script
 from tasks.manifest import Qa
 from tasks.plan import RenderJob
 from tasks.qa import QaBatch, QaPlan, retake_jobs
+from tasks.qa_pace import learn_paces
 from tasks.qa_score import QaLimits
 from tasks.render import EngineSetup
 
@@ -52,6 +53,9 @@ def submit_checks(plan: QaPlan, script: Script, jobs: list[RenderJob], setup: En
     for job in jobs:
         job_of.setdefault(job.key, job)
     retakes = retake_jobs(list(job_of.values()), script, setup.facts, plan.max_retakes)
+    voices = {(j.voice_id, j.engine): (setup.prompts[j.engine][j.voice_id].reference,
+                                       setup.prompts[j.engine][j.voice_id].transcript) for j in jobs}
+    plan = replace(plan, paces=learn_paces(db, voices, plan.limits, before_run=run_id))
     common = dict(jobs=job_of, retakes=retakes, plan=plan, run_id=run_id, db=db, takes_dir=takes_dir,
                   prompts=setup.prompts, device=settings.device, dtype=settings.dtype, take_limits=limits,
                   scene=script.manifest.scene)
@@ -61,8 +65,9 @@ def submit_checks(plan: QaPlan, script: Script, jobs: list[RenderJob], setup: En
     return checks
 
 
-def gather(checks: list[PrefectFuture]) -> QaOutcome:
-    out = QaOutcome()
+def gather(checks: list[PrefectFuture], out: QaOutcome | None = None) -> QaOutcome:
+    """Wait for every check task and collect what they kept and every attempt (into `out` when given)."""
+    out = out if out is not None else QaOutcome()
     for future in checks:
         batch: QaBatch = future.result()
         out.kept.update(batch.kept)
@@ -74,3 +79,13 @@ def gather(checks: list[PrefectFuture]) -> QaOutcome:
         out.intervals.append((batch.started, batch.ended))
     out.attempts.sort(key=lambda r: (r["chapter"], r["line"], r["chunk"], r["attempt"]))
     return out
+
+
+def settler(checks: list[PrefectFuture], jobs: list[RenderJob],
+            out: QaOutcome) -> Callable[[], tuple[list[RenderJob], list[Take]]]:
+    """For delivery: waits for QA, then gives the jobs with each re-taken one replaced by the job of its kept
+    take, and the kept takes (QA's outcome lands in `out`)."""
+    def settle() -> tuple[list[RenderJob], list[Take]]:
+        gather(checks, out)
+        return [out.kept_jobs.get(j.key, j) for j in jobs], list(out.kept.values())
+    return settle

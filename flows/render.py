@@ -129,14 +129,14 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                                                    progress=progress)) for f in futures]
             checked = quality.QaOutcome()
             if qa_plan:
-                # QA beside the render lane; delivery then works from the takes QA kept.
-                checked = quality.gather(quality.submit_checks(qa_plan, script, jobs, setup, futures,
-                                                               list(takes.values()), run_id, db, takes_dir, settings,
-                                                               limits))
+                # QA beside the render lane and normalisation as each batch lands; mastering waits for the takes
+                # QA keeps, and the chapters are assembled from them.
+                checks = quality.submit_checks(qa_plan, script, jobs, setup, futures, list(takes.values()), run_id,
+                                               db, takes_dir, settings, limits)
+                delivery = deliver(script, jobs, batches, futures, BatchResult(), out, db, force,
+                                   settings.max_output_mb, logger, settle=quality.settler(checks, jobs, checked))
                 jobs = [checked.kept_jobs.get(j.key, j) for j in jobs]
                 hits.update(checked.reused)
-                delivery = deliver(script, jobs, [], [], BatchResult(takes=list(checked.kept.values())), out, db,
-                                   force, settings.max_output_mb, logger)
             else:
                 # Normalisation, mastering and export run in their own pool while the render lane goes on.
                 delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db,

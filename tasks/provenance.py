@@ -265,6 +265,34 @@ def _m007_sweeps(con) -> None:
         )""")
 
 
+def _m008_qa_rescores(con) -> None:
+    """`voicebatch qa RUN_ID`: each re-score of a past run's takes, one row per take, apart from the run's own
+    QA attempts (qa_takes)."""
+    con.execute("""
+        CREATE TABLE qa_rescores (
+            rescore_id VARCHAR NOT NULL,    -- one per `voicebatch qa` invocation
+            run_id VARCHAR NOT NULL,        -- the run whose takes were scored
+            chapter INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            chunk INTEGER NOT NULL,
+            text VARCHAR,
+            cache_key VARCHAR NOT NULL,     -- the take
+            seed BIGINT,
+            asr_model VARCHAR NOT NULL,
+            wer_threshold DOUBLE,
+            transcript VARCHAR,
+            wer DOUBLE,
+            seconds_per_word DOUBLE,
+            pace_low DOUBLE,                -- the voice's accepted seconds per word at the time
+            pace_high DOUBLE,
+            duration DOUBLE,
+            flagged BOOLEAN,
+            reasons VARCHAR,                -- JSON list
+            scored BOOLEAN,                 -- transcribed now (false: transcript from qa_scores)
+            created_at TIMESTAMP NOT NULL
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -274,6 +302,7 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("005_take_qa", _m005_take_qa),
     ("006_lane_timestamps", _m006_lane_timestamps),
     ("007_sweeps", _m007_sweeps),
+    ("008_qa_rescores", _m008_qa_rescores),
 ]
 
 

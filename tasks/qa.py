@@ -16,6 +16,7 @@ from tasks import cache, provenance
 from tasks.batch_render import BatchResult, Take, TakeLimits, render_batch
 from tasks.ingest import Script
 from tasks.plan import EngineFacts, RenderBatch, RenderJob, cache_key
+from tasks.qa_pace import PaceRange
 from tasks.qa_score import QaLimits, TakeScore, score_take
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ class QaPlan:
     device: str
     limits: QaLimits
     max_retakes: int
+    paces: dict[tuple[str, str], PaceRange] = field(default_factory=dict)  # (voice id, engine) -> usual pace
+
+    def limits_for(self, voice_id: str, engine: str) -> QaLimits:
+        """The limits of one voice's takes: its own pace range when one was learnt, else the fixed one."""
+        pace = self.paces.get((voice_id, engine))
+        return pace.limits(self.limits) if pace else self.limits
 
 
 @dataclass
@@ -103,15 +110,16 @@ class Scorer:
         self.new: list[dict[str, Any]] = []
         self.asr_seconds = 0.0
 
-    def score(self, take: Take, text: str) -> tuple[TakeScore, str, bool]:
-        """(score, transcript, transcribed now)."""
+    def score(self, take: Take, text: str, limits: QaLimits | None = None) -> tuple[TakeScore, str, bool]:
+        """(score, transcript, transcribed now). A cached transcript is judged again: scoring is cheap, and
+        the threshold, the voice's pace range or the normaliser may have changed since it was stored."""
+        limits = limits or self.plan.limits
         row = self.cache.get(take.key)
         if row is not None:
-            return TakeScore(row["wer"], row["seconds_per_word"] or 0.0, row["flagged"],
-                             tuple(json.loads(row["reasons"] or "[]"))), row["transcript"], False
+            return score_take(text, row["transcript"], take.duration, limits), row["transcript"], False
         transcript, seconds = transcribe_take(take.path, self.plan)
         self.asr_seconds += seconds
-        s = score_take(text, transcript, take.duration, self.plan.limits)
+        s = score_take(text, transcript, take.duration, limits)
         row = dict(cache_key=take.key, asr_model=self.plan.asr_model_id, transcript=transcript, wer=s.wer,
                    seconds_per_word=s.seconds_per_word, flagged=s.flagged, reasons=json.dumps(list(s.reasons)),
                    asr_seconds=seconds, created_at=datetime.now())
@@ -142,7 +150,8 @@ def check_batch(result: BatchResult, jobs: dict[str, RenderJob], retakes: dict[s
                                                                  for r in retakes.get(t.key, [])])
     for take in result.takes:
         planned = jobs[take.key]
-        score, transcript, scored = scorer.score(take, planned.text)
+        limits = plan.limits_for(planned.voice_id, planned.engine)
+        score, transcript, scored = scorer.score(take, planned.text, limits)
         rows = [_attempt_row(run_id, planned, planned, 1, plan, take, score, transcript, scored)]
         best = ((score.flagged, score.wer), 0, take, planned)
         for attempt, job in enumerate(retakes.get(take.key, [])[:plan.max_retakes], start=2):
@@ -166,7 +175,7 @@ def check_batch(result: BatchResult, jobs: dict[str, RenderJob], retakes: dict[s
                 cache.record_takes(db, [take_row(retake, job.engine, run_id, cache.file_record(Path(retake.path),
                                                                                                retake.sha256),
                                                  datetime.now())])
-            score, transcript, scored = scorer.score(retake, planned.text)
+            score, transcript, scored = scorer.score(retake, planned.text, limits)
             rows.append(_attempt_row(run_id, job, planned, attempt, plan, retake, score, transcript, scored))
             if (score.flagged, score.wer) < best[0]:
                 best = ((score.flagged, score.wer), len(rows) - 1, retake, job)

@@ -2,8 +2,12 @@
 seconds-per-word check for run-ons and truncations. Pure functions, no audio, no models."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
          "sixteen seventeen eighteen nineteen").split()
@@ -50,29 +54,48 @@ def _spoken_number(match: re.Match) -> str:
     return f" {spoken} "
 
 
+@lru_cache(maxsize=1)
+def british_to_american() -> dict[str, str]:
+    """Whisper's own spelling map for scoring English (grey = gray, colour = color), read from the
+    openai-whisper package without importing it (that would load torch); empty when it is not installed."""
+    spec = find_spec("whisper")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(list(spec.submodule_search_locations)[0]) / "normalizers" / "english.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def normalise_words(text: str) -> list[str]:
     """Lower case, numbers as words, contractions in full (you're = you are), other apostrophes dropped
-    (the keeper's = the keepers), other punctuation as spaces."""
+    (the keeper's = the keepers), hyphens and other punctuation as spaces, British spellings as American."""
     text = _ORDINAL.sub(_ordinal, text.lower().replace("\u2019", "'"))
     for pattern, full in _CONTRACTIONS:
         text = pattern.sub(full, text)
     text = _NUMBER.sub(_spoken_number, text)
     text = text.replace("'", "")
-    return re.sub(r"[^a-z0-9]+", " ", text).split()
+    spelling = british_to_american()
+    return [spelling.get(w, w) for w in re.sub(r"[^a-z0-9]+", " ", text).split()]
 
 
 def word_error_rate(reference: str, heard: str) -> float:
     """(substitutions + deletions + insertions) / reference words, after normalising both sides; an empty
-    reference scores 0 when nothing was heard and 1 otherwise."""
+    reference scores 0 when nothing was heard and 1 otherwise. A compound written as one word on one side
+    and two on the other (light house = lighthouse, Ava Marsh = Avamarsh) is a match, as scorers that
+    handle compounds count it: the speech is the same, only the spelling of the word boundary differs."""
     ref, hyp = normalise_words(reference), normalise_words(heard)
     if not ref:
         return 0.0 if not hyp else 1.0
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        diagonal, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
-    return row[-1] / len(ref)
+    # cost[i][j]: edits to turn ref[:i] into hyp[:j]
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(len(hyp) + 1)] for i in range(len(ref) + 1)]
+    for i in range(1, len(ref) + 1):
+        for j in range(1, len(hyp) + 1):
+            best = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]))
+            if i > 1 and ref[i - 2] + ref[i - 1] == hyp[j - 1]:
+                best = min(best, cost[i - 2][j - 1])
+            if j > 1 and hyp[j - 2] + hyp[j - 1] == ref[i - 1]:
+                best = min(best, cost[i - 1][j - 2])
+            cost[i][j] = best
+    return cost[-1][-1] / len(ref)
 
 
 @dataclass(frozen=True)

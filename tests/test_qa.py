@@ -25,6 +25,38 @@ def test_normalising_numbers_case_and_punctuation():
     assert word_error_rate("", "") == 0.0 and word_error_rate("...", "words") == 1.0
 
 
+def test_spellings_compounds_and_hyphens_are_one_word_either_way():
+    assert word_error_rate("a grey tooth of stone", "a gray tooth of stone") == 0.0  # Whisper's own spelling map
+    assert word_error_rate("the colour of the harbour", "the color of the harbor") == 0.0
+    assert word_error_rate("the light house keeper", "the lighthouse keeper") == 0.0
+    assert word_error_rate("a woman named Ava Marsh", "a woman named Avamarsh") == 0.0
+    assert word_error_rate("a well-known rock", "a well known rock") == 0.0
+    assert word_error_rate("Everyone does.", "Every one does.") == 0.0
+    # A real mishearing stays an error: "rock stood" heard as "rocks did" is two words wrong, not a compound.
+    assert word_error_rate("the rock stood there", "the rocks did there") == pytest.approx(0.5)
+    assert word_error_rate("a grey tooth", "a great tooth") == pytest.approx(1 / 3)
+
+
+def test_pace_range_is_learnt_per_voice():
+    from tasks.qa_pace import pace_range
+
+    brisk = [0.28, 0.3, 0.29, 0.31, 0.27, 0.3, 0.32, 0.29, 0.3]  # s/word of a fast voice's earlier takes
+    slow = [p * 3 for p in brisk]  # a voice that speaks three times as slowly
+    text = "one two three four five six seven eight nine ten"
+    for history, pace, flagged in ((brisk, 0.9, True), (slow, 0.9, False), (brisk, 0.3, False), (slow, 0.3, True)):
+        learnt = pace_range(history, None)
+        assert learnt.source == "history (9 takes)"
+        score = score_take(text, text, pace * 10, learnt.limits(QaLimits()))
+        assert score.flagged is flagged, (history, pace, learnt)
+    assert not score_take(text, text, 9.0).flagged  # the fixed range would have let the brisk voice's 0.9 pass
+    by_reference = pace_range(brisk[:3], reference_pace=0.4)  # too little history: the reference clip's pace
+    assert by_reference.source == "reference clip" and by_reference.low < 0.3 < by_reference.high < 0.9
+    fixed = pace_range([], None)
+    assert (fixed.source, fixed.low, fixed.high) == ("fixed", 0.12, 1.5)
+    wide = pace_range([0.2, 0.25, 0.3, 0.35, 0.45, 0.5, 0.55, 0.6, 0.3], None)  # an uneven voice: a wider range
+    assert wide.high > pace_range(brisk, None).high
+
+
 def test_pace_flags_run_ons_and_truncations():
     text = "one two three four five six seven eight"
     assert not score_take(text, text, 3.0).flagged
@@ -69,12 +101,12 @@ def demo_qa(asr, tmp_path_factory):
     return out, runs
 
 
-def _names_a_name(text: str) -> bool:
-    """A capitalised word inside a sentence (other than I): a proper name, which tiny.en often mishears."""
-    import re
-
-    return any(w[0].isupper() and w != "I" for sentence in re.split(r"[.!?]\s+", text)
-               for w in re.findall(r"[A-Za-z']+", sentence)[1:])
+# The one demo take tiny.en does not hear within 0.1 (WER 0.20): "Gull Rock stood ... a grey tooth" heard as
+# "Gulrocks did ... a great tooth". hibari's phonemes are right, but at "rock stood" its /s/ is heard as the
+# plural of "rock" by tiny.en and by Whisper base alike, in other sentences too ("The rock stood a mile off the
+# coast." -> "The rocks did ..."), with every seed and at speeds 0.8-1.0: the audio there is ambiguous.
+# "great" for "grey" is tiny.en's own mishearing (base hears "grey").
+AMBIGUOUS_TAKE = "Gull Rock stood a mile off the coast"
 
 
 def test_demo_manifests_score_clean(demo_qa):
@@ -83,15 +115,21 @@ def test_demo_manifests_score_clean(demo_qa):
         kept = [r for r in summary.qa if r["kept"]]
         assert kept and len(kept) == summary.takes_rendered + summary.takes_reused
         assert not any(r["flagged"] for r in kept), [r for r in kept if r["flagged"]]
-        plain = [r for r in kept if not _names_a_name(r["text"])]
-        assert len(plain) >= len(kept) / 2
-        worst = max(plain, key=lambda r: r["wer"])
-        assert worst["wer"] <= 0.1, worst
+        for r in kept:
+            assert r["wer"] <= (0.2 if r["text"].startswith(AMBIGUOUS_TAKE) else 0.1), r
         assert summary.status == "completed" and summary.book
     db = str(out / "provenance.duckdb")
     recorded = rows(db, "SELECT count(*) AS n, max(wer) AS worst FROM qa_takes WHERE kept")[0]
     assert recorded["n"] == sum(len([r for r in s.qa if r["kept"]]) for s in runs.values())
     assert recorded["worst"] <= 0.2
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8's acceptance (every demo take <= 0.1) misses on one take: "
+                                       "see AMBIGUOUS_TAKE; strict, so a fix shows up as a failure to update")
+def test_every_demo_take_scores_at_most_a_tenth(demo_qa):
+    _, runs = demo_qa
+    worst = max((r for s in runs.values() for r in s.qa if r["kept"]), key=lambda r: r["wer"])
+    assert worst["wer"] <= 0.1, worst
 
 
 def test_scores_are_cached_per_take_and_model(demo_qa):
@@ -150,6 +188,17 @@ def test_qa_command_rescores_a_past_run_from_the_cache(garbled, capsys, monkeypa
         shown = json.loads(capsys.readouterr().out)
         assert code == 0 and shown["run_id"] == summary.run_id and len(shown["takes"]) == 2
         assert not any(t["scored"] for t in shown["takes"])  # the same takes and model: never transcribed again
+        assert main(["qa", summary.run_id, "--wer-threshold", "0.05"]) == 1  # judged again from the cached words
+        capsys.readouterr()
+        assert main(["query", "SELECT rescore_id, run_id, line, seed, wer_threshold, flagged, scored FROM qa_rescores "
+                              "ORDER BY wer_threshold DESC, line", "--json"]) == 0
+        recorded = json.loads(capsys.readouterr().out)
+        assert [(r["run_id"], r["line"], r["wer_threshold"], r["scored"]) for r in recorded] == [
+            (summary.run_id, 0, 0.2, False), (summary.run_id, 1, 0.2, False),
+            (summary.run_id, 0, 0.05, False), (summary.run_id, 1, 0.05, False)]
+        assert recorded[0]["rescore_id"] == shown["rescore_id"] != recorded[2]["rescore_id"]
+        assert recorded[1]["seed"] == 2 and not recorded[1]["flagged"]  # the kept re-take is what was re-scored
+        assert any(r["flagged"] for r in recorded[2:])
         assert main(["qa", "nosuchrun"]) == 2
         assert "no run" in capsys.readouterr().err
     finally:
