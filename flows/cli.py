@@ -74,9 +74,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     from engine.registry import engine_class
     from flows.runners import task_runner
     from tasks.ingest import ingest
+    from tasks.overrides import apply_overrides, overrides_from_assignments, parse_overrides
 
+    overrides = overrides_from_assignments(args.set)
     for manifest in args.manifests:
-        ingest(manifest, settings.voices_dir)
+        apply_overrides(ingest(manifest, settings.voices_dir), parse_overrides(overrides))
     task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)
@@ -93,7 +95,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
         summary = flow(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
-                       force=args.force, qa=args.qa)
+                       force=args.force, qa=args.qa, overrides=overrides)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
         if not args.json:
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--dask-address", help="scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
                         "(default with --runner dask: a local cluster)")
     render.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
+    render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override on top of the manifest, repeatable: decoding.seed=7, "
+                        "voices.Ava.temperature=0.5 (a speaker or voice id), loudness.preset=podcast")
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)

@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runners import remote_task_runner
 from tasks import cache, steps
 from tasks.batch_render import BatchResult
 from tasks.encode import NO_FFMPEG, find_ffmpeg
@@ -102,14 +103,16 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         logger.warning(NO_FFMPEG)
 
     with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
+        # Under Dask, takes are normalised on the workers (where they were rendered); mastering stays here.
+        normalise_on = (lambda task, params: task.submit(**params)) if remote_task_runner() else pool.submit
         hits = [t for t in cached.takes if t.key in master_keys]
         waits_for: dict[str, list] = {}  # take key -> the normalisation future that will write it
         for i in range(0, len(hits), 16):
-            future = pool.submit(steps.normalise_takes, dict(takes=hits[i:i + 16], target=target, takes_dir=takes_dir))
+            future = normalise_on(steps.normalise_takes, dict(takes=hits[i:i + 16], target=target, takes_dir=takes_dir))
             waits_for.update({t.key: future for t in hits[i:i + 16]})
         for batch, rendered_future in zip(batches, rendered):
-            future = pool.submit(steps.normalise_batch, dict(result=rendered_future, target=target,
-                                                               takes_dir=takes_dir, keys=master_keys))
+            future = normalise_on(steps.normalise_batch, dict(result=rendered_future, target=target,
+                                                              takes_dir=takes_dir, keys=master_keys))
             waits_for.update({j.key: future for j in batch.jobs})
         # Each chapter is mastered as soon as its own takes are normalised, while later batches still render.
         mastered_futures = {}

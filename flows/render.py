@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
@@ -21,13 +21,16 @@ from engine.registry import engine_class
 from engine.settings import get_settings
 from flows import quality
 from flows.deliver import deliver
+from flows.runners import remote_task_runner
 from tasks import cache, provenance, qa_report, report, run_record, steps, voice_prep, voice_records
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.errors import VoiceError
 from tasks.ingest import Script
 from tasks.mastering import take_level_rows
 from tasks.plan import group_jobs, plan_jobs
+from tasks.overrides import apply_overrides, parse_overrides
 from tasks.render import speaker_engines
+from tasks.workers import worker_rows
 
 
 @dataclass
@@ -82,9 +85,10 @@ def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, d
 
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
-                    force: bool = False, qa: bool | None = None) -> RunSummary:
+                    force: bool = False, qa: bool | None = None, overrides: dict[str, Any] | None = None) -> RunSummary:
     """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`); with
-    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged."""
+    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged.
+    `overrides` (tasks/overrides.py) set decoding settings and loudness on top of the manifest's."""
     settings = get_settings()
     logger = get_run_logger()
     out = Path(output_dir) if output_dir else settings.output_dir
@@ -92,12 +96,14 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     started = time.perf_counter()
     run_id = str(flow_run.get_id() or uuid.uuid4())
 
-    script = steps.ingest_manifest(Path(manifest), settings.voices_dir)
+    run_overrides = parse_overrides(overrides)
+    script = apply_overrides(steps.ingest_manifest(Path(manifest), settings.voices_dir), run_overrides)
     title = script.manifest.title
     provenance.start_run(db, dict(
         run_id=run_id, flow_run_id=flow_run.get_id(), manifest_path=str(Path(manifest).resolve()),
         manifest_sha256=script.sha256, title=title, output_dir=str(out.resolve()), started_at=datetime.now(),
         status="running", host=socket.gethostname(), pid=os.getpid(), forced=force,
+        overrides=provenance.as_json(run_overrides.as_record()),
         versions=provenance.as_json({p: version(p) for p in ("voicebatch", "prefect", "duckdb", "numpy")})))
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
@@ -119,7 +125,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
         # Under a remote task runner (Dask) the workers load their own engines: none is loaded here, and the
         # run records no load time (NULL) rather than a warm 0.
-        local = isinstance(FlowRunContext.get().task_runner, ThreadPoolTaskRunner)
+        local = not remote_task_runner()
         load_seconds = (steps.load_engines([b.engine for b in batches], settings.device, settings.dtype)
                         if batches and local else 0.0)
         progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
@@ -148,8 +154,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                    force, settings.max_output_mb, logger)
             failures: dict[str, RenderFailure] = {}
             spans: list[tuple[float, float]] = []
-            for future in futures:
-                result = future.result()
+            results = [future.result() for future in futures]
+            for result in results:
                 spans += result.spans
                 takes.update({t.key: t for t in result.takes})
                 failures.update({f.key: f for f in result.failures})
@@ -191,7 +197,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         error=f"{len(failed)} takes failed" if failed else None,
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
         extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness,
-               "qa_takes": checked.attempts})
+               "qa_takes": checked.attempts,
+               "run_workers": worker_rows(run_id, results, delivery.normalised)})
     report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    report.take_table(rows))
     if qa_plan:

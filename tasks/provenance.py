@@ -240,6 +240,25 @@ def _m006_lane_timestamps(con) -> None:
     con.execute("ALTER TABLE take_levels ADD COLUMN normalise_ended_at TIMESTAMP")
 
 
+def _m007_overrides_and_workers(con) -> None:
+    """A run's overrides (JSON, as given), and which process rendered and normalised each take, with each
+    worker's share of the run (Dask workers load their own engines: their load seconds are here)."""
+    con.execute("ALTER TABLE runs ADD COLUMN overrides VARCHAR")
+    con.execute("ALTER TABLE renders ADD COLUMN worker VARCHAR")
+    con.execute("ALTER TABLE take_levels ADD COLUMN worker VARCHAR")
+    con.execute("""
+        CREATE TABLE run_workers (
+            run_id VARCHAR NOT NULL,
+            worker VARCHAR NOT NULL,        -- host:pid
+            batches INTEGER,
+            takes_rendered INTEGER,
+            render_seconds DOUBLE,          -- engine calls
+            load_seconds DOUBLE,            -- model loads in that process for this run (0: it was warm)
+            takes_normalised INTEGER,
+            normalise_seconds DOUBLE
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -248,6 +267,7 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("004_voice_transcripts", _m004_voice_transcripts),
     ("005_take_qa", _m005_take_qa),
     ("006_lane_timestamps", _m006_lane_timestamps),
+    ("007_overrides_and_workers", _m007_overrides_and_workers),
 ]
 
 

@@ -63,7 +63,8 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
                      "take_sha256": take.sha256, "duration": take.duration, "render_seconds": take.render_seconds,
                      "peak_dbfs": take.peak_dbfs, "rms_dbfs": take.rms_dbfs, "status": "rendered", "error": None,
                      "take_run_id": hits[job.key].get("run_id") if job.key in hits else run_id,
-                     "render_started_at": take.render_started_at, "render_ended_at": take.render_ended_at})
+                     "render_started_at": take.render_started_at, "render_ended_at": take.render_ended_at,
+                     "worker": take.worker})
     return rows
 
 
