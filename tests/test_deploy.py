@@ -138,7 +138,8 @@ def deployed_run(server, api_client, tmp_path_factory):
     out = tmp_path_factory.mktemp("deployed-out")
     try:
         run = _trigger(api_client, "render-manifest/render-manifest",
-                       {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(out)})
+                       {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(out),
+                        "overrides": {"voices": {"Joe": {"temperature": 0.4}}}})
         yield wait_final(api_client, run.id, timeout=400), out
     finally:
         stop(worker)
@@ -154,8 +155,9 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_completes_the_run(d
     artifacts = _artifacts(api_client, run.id)
     assert {"the-lighthouse-dialogue-summary", "the-lighthouse-dialogue-takes"} <= set(artifacts)
     assert "# The Lighthouse Dialogue" in artifacts["the-lighthouse-dialogue-summary"].data
-    recorded = rows(str(out / "provenance.duckdb"), "SELECT flow_run_id, status, takes_rendered FROM runs")
-    assert recorded == [{"flow_run_id": str(run.id), "status": "completed", "takes_rendered": 8}]
+    recorded = rows(str(out / "provenance.duckdb"), "SELECT flow_run_id, status, takes_rendered, overrides FROM runs")
+    assert recorded == [{"flow_run_id": str(run.id), "status": "completed", "takes_rendered": 8,
+                         "overrides": '{"voices": {"Joe": {"temperature": 0.4}}}'}]
 
 
 def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
@@ -186,10 +188,10 @@ def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
     assert recorded[0]["takes_rendered"] == recorded[1]["takes_rendered"] == 8
 
 
-def _take_hashes(out: Path) -> dict[str, str]:
+def _take_hashes(out: Path, pattern: str = "??/*.wav") -> dict[str, str]:
     import hashlib
 
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "takes").glob("??/*.wav")}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "takes").glob(pattern)}
 
 
 def test_dask_cluster_renders_byte_identical_takes_each_worker_loading_once(server, tmp_path):
@@ -210,13 +212,26 @@ def test_dask_cluster_renders_byte_identical_takes_each_worker_loading_once(serv
                                 timeout=300)
         assert spread.returncode == 0, spread.stderr[-3000:]
         loads = client.run(loaded_counts)
+        worker_pids = set(client.run(os.getpid).values())
     # Both workers rendered, and each loaded each engine it used exactly once.
     assert len(loads) == 2 and all(counts and set(counts.values()) == {1} for counts in loads.values())
     assert {e for counts in loads.values() for e in counts} == {"hibari/auto/auto", "piper/auto/auto"}
-    takes = _take_hashes(tmp_path / "dask")
+    takes, normalised = _take_hashes(tmp_path / "dask"), _take_hashes(tmp_path / "dask", "normalised/*/??/*.wav")
     assert len(takes) == 8 and takes == _take_hashes(tmp_path / "single")
-    recorded = rows(str(tmp_path / "dask" / "provenance.duckdb"), "SELECT status, load_seconds FROM runs")
-    assert recorded == [{"status": "completed", "load_seconds": None}]  # the flow process loaded nothing
+    assert len(normalised) == 8 and normalised == _take_hashes(tmp_path / "single", "normalised/*/??/*.wav")
+    db = str(tmp_path / "dask" / "provenance.duckdb")
+    recorded = rows(db, "SELECT status, load_seconds, pid FROM runs")
+    assert [(r["status"], r["load_seconds"]) for r in recorded] == [("completed", None)]  # the flow loaded nothing
+    # Renders and normalisation ran in the worker processes, not in the flow's.
+    pid = lambda worker: int(worker.rsplit(":", 1)[1])  # noqa: E731
+    rendered_by = {pid(r["worker"]) for r in rows(db, "SELECT worker FROM renders")}
+    normalised_by = {pid(r["worker"]) for r in rows(db, "SELECT worker FROM take_levels")}
+    assert rendered_by == worker_pids and normalised_by <= worker_pids and recorded[0]["pid"] not in normalised_by
+    # Each worker's model loads are recorded with the run: both loaded, once each (a warm re-run would be 0).
+    per_worker = rows(db, "SELECT worker, batches, takes_rendered, load_seconds, takes_normalised FROM run_workers")
+    assert {pid(r["worker"]) for r in per_worker} == worker_pids
+    assert sum(r["batches"] for r in per_worker) == 8 and sum(r["takes_normalised"] for r in per_worker) == 8
+    assert all(r["load_seconds"] > 0 for r in per_worker)
 
 
 def test_bad_dask_address_is_refused_before_prefect_starts(tmp_path):
