@@ -4,6 +4,14 @@ processes, named per device, under a machine-wide lane folder (VOICEBATCH_LANE_D
 A file lock works with and without a Prefect server, ends with the process that holds it (a killed run
 never leaves a stale slot, unlike a concurrency limit whose lease must expire), and is per machine, which
 is what a device is: Dask or Prefect workers on several machines each get their own lanes.
+
+Fair turns between processes: flock wakes a waiting process when the lane is let go but does not hand it
+over, so a process whose next batch is already queued takes the lane straight back, and on a busy machine
+another run could wait for the whole of the first run's renders. Each process therefore announces that it
+waits (a shared lock on the device's `.queue` file, held while it waits for the lane), and a process about
+to take the lane first waits until nobody else is announced (an exclusive lock on that file): a process that
+has just rendered lets every process already waiting have its turn, so two runs alternate batch by batch.
+Both locks are flocks, so a killed process never leaves a stale turn behind either.
 """
 from __future__ import annotations
 
@@ -11,18 +19,12 @@ import os
 import re
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 _thread_locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
-_released: dict[str, float] = {}  # device -> when this process last let go of its lane (monotonic seconds)
-# flock wakes waiting processes but does not hand the lock over: a process whose next batch is already queued
-# would take the lane back before a woken process is scheduled and could starve it. A short pause after
-# letting go gives the others their turn; it costs a few ms per batch.
-HANDOFF_SECONDS = 0.005
 
 
 def default_lane_dir() -> Path:
@@ -34,6 +36,11 @@ def lane_file(lane_dir: Path, device: str) -> Path:
     return lane_dir / (re.sub(r"[^A-Za-z0-9_.-]", "-", device) + ".lock")
 
 
+def queue_file(lane_dir: Path, device: str) -> Path:
+    """Where processes waiting for the device's lane announce themselves (see the module's note)."""
+    return lane_file(lane_dir, device).with_suffix(".queue")
+
+
 def thread_lock(device: str) -> threading.Lock:
     with _guard:
         return _thread_locks.setdefault(device, threading.Lock())
@@ -42,29 +49,22 @@ def thread_lock(device: str) -> threading.Lock:
 @contextmanager
 def device_lane(device: str, lane_dir: Path | None = None) -> Iterator[None]:
     """Hold the device's lane: no other thread of this process, and no other process on this machine using
-    the same lane folder, renders or loads on `device` meanwhile."""
+    the same lane folder, renders or loads on `device` meanwhile. Processes take turns."""
+    import fcntl
+
     with thread_lock(device):
         lane_dir = lane_dir or default_lane_dir()
         lane_dir.mkdir(parents=True, exist_ok=True)
-        pause = _released.get(device, 0.0) + HANDOFF_SECONDS - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        with open(lane_file(lane_dir, device), "a+b") as handle:
-            _lock(handle)
+        with open(queue_file(lane_dir, device), "a+b") as queue, open(lane_file(lane_dir, device), "a+b") as lane:
+            # Wait until every process already waiting for the lane has had it; only one thread per process
+            # gets here (the thread lock), so a process never waits on its own announcement.
+            fcntl.flock(queue.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(queue.fileno(), fcntl.LOCK_SH)  # converted in place: others may announce now
+            try:
+                fcntl.flock(lane.fileno(), fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(queue.fileno(), fcntl.LOCK_UN)
             try:
                 yield
             finally:
-                _unlock(handle)
-                _released[device] = time.monotonic()
-
-
-def _lock(handle) -> None:
-    import fcntl
-
-    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-
-
-def _unlock(handle) -> None:
-    import fcntl
-
-    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(lane.fileno(), fcntl.LOCK_UN)

@@ -76,9 +76,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     from engine.registry import engine_class
     from flows.runners import task_runner
     from tasks.ingest import ingest
+    from tasks.overrides import apply_overrides, overrides_from_assignments, parse_overrides
 
+    overrides = overrides_from_assignments(args.set)
     for manifest in args.manifests:
-        ingest(manifest, settings.voices_dir)
+        apply_overrides(ingest(manifest, settings.voices_dir), parse_overrides(overrides))
     task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)
@@ -95,7 +97,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
         start = time.perf_counter()
         summary = flow(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
-                       force=args.force, qa=args.qa, review=not args.no_review)
+                       force=args.force, qa=args.qa, review=not args.no_review,
+                       overrides=overrides)
         total = time.perf_counter() - start
         results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
         if not args.json:
@@ -142,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default with --runner dask: a local cluster)")
     render.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
     render.add_argument("--no-review", action="store_true", help="do not write the run's review page")
+    render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override on top of the manifest, repeatable: decoding.seed=7, "
+                        "voices.Ava.temperature=0.5 (a speaker or voice id), loudness.preset=podcast")
 
     cli_history.add_commands(sub)
     cli_import.add_command(sub)

@@ -15,6 +15,7 @@ from typing import Callable
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runners import remote_task_runner
 from tasks import cache, steps
 from tasks.batch_render import BatchResult, Take
 from tasks.encode import NO_FFMPEG, find_ffmpeg
@@ -101,16 +102,18 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
 
     with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
         waits_for: dict[str, PrefectFuture] = {}  # take key -> the normalisation future that will write it
+        # Under Dask, takes are normalised on the workers (where they were rendered); mastering stays here.
+        normalise_on = (lambda task, params: task.submit(**params)) if remote_task_runner() else pool.submit
 
         def normalise_now(takes: list[Take]) -> None:
             for i in range(0, len(takes), 16):
-                future = pool.submit(steps.normalise_takes, dict(takes=takes[i:i + 16], target=target,
+                future = normalise_on(steps.normalise_takes, dict(takes=takes[i:i + 16], target=target,
                                                                  takes_dir=takes_dir))
                 waits_for.update({t.key: future for t in takes[i:i + 16]})
 
         def normalise_batches(keys: set[str]) -> None:
             for batch, rendered_future in zip(batches, rendered):
-                future = pool.submit(steps.normalise_batch, dict(result=rendered_future, target=target,
+                future = normalise_on(steps.normalise_batch, dict(result=rendered_future, target=target,
                                                                    takes_dir=takes_dir, keys=keys))
                 waits_for.update({j.key: future for j in batch.jobs})
 

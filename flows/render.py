@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
@@ -18,13 +18,16 @@ from engine.registry import engine_class
 from engine.settings import get_settings
 from flows import quality, review_link
 from flows.deliver import deliver
+from flows.runners import remote_task_runner
 from tasks import cache, provenance, qa_report, report, run_record, steps, voice_prep, voice_records
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.errors import VoiceError
 from tasks.ingest import Script
 from tasks.mastering import take_level_rows
 from tasks.plan import group_jobs, plan_jobs
+from tasks.overrides import apply_overrides, parse_overrides
 from tasks.render import speaker_engines
+from tasks.workers import worker_rows
 
 
 @dataclass
@@ -80,10 +83,12 @@ def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, d
 
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
-                    force: bool = False, qa: bool | None = None, review: bool = True) -> RunSummary:
+                    force: bool = False, qa: bool | None = None, overrides: dict[str, Any] | None = None,
+                    review: bool = True) -> RunSummary:
     """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`); with
-    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged; with
-    `review` the run's review page is written and linked."""
+    `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged.
+    `overrides` (tasks/overrides.py) set decoding settings and loudness on top of the manifest's; with `review`
+    the run's review page is written and linked."""
     settings = get_settings()
     logger = get_run_logger()
     out = Path(output_dir) if output_dir else settings.output_dir
@@ -91,9 +96,11 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     started = time.perf_counter()
     run_id = str(flow_run.get_id() or uuid.uuid4())
 
-    script = steps.ingest_manifest(Path(manifest), settings.voices_dir)
+    run_overrides = parse_overrides(overrides)
+    script = apply_overrides(steps.ingest_manifest(Path(manifest), settings.voices_dir), run_overrides)
     title = script.manifest.title
-    provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force))
+    provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force,
+                                                  overrides=provenance.as_json(run_overrides.as_record())))
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
@@ -114,7 +121,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
 
         # Under a remote task runner (Dask) the workers load their own engines: none is loaded here, and the
         # run records no load time (NULL) rather than a warm 0.
-        local = isinstance(FlowRunContext.get().task_runner, ThreadPoolTaskRunner)
+        local = not remote_task_runner()
         load_seconds = (steps.load_engines([b.engine for b in batches], settings.device, settings.dtype)
                         if batches and local else 0.0)
         progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
@@ -143,8 +150,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                    force, settings.max_output_mb, logger)
             failures: dict[str, RenderFailure] = {}
             spans: list[tuple[float, float]] = []
-            for future in futures:
-                result = future.result()
+            results = [future.result() for future in futures]
+            for result in results:
                 spans += result.spans
                 takes.update({t.key: t for t in result.takes})
                 failures.update({f.key: f for f in result.failures})
@@ -181,7 +188,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         error=f"{len(failed)} takes failed" if failed else None,
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
         extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness,
-               "qa_takes": checked.attempts})
+               "qa_takes": checked.attempts,
+               "run_workers": worker_rows(run_id, results, delivery.normalised)})
     report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    report.take_table(rows))
     if qa_plan:

@@ -26,3 +26,12 @@ def task_runner(runner: str, dask_address: str | None = None, dask_workers: int 
     # A local cluster: worker processes with one thread each; renders share the machine's device lane anyway.
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True,
                                          "dashboard_address": None})
+
+
+def remote_task_runner() -> bool:
+    """Whether the running flow's tasks execute in other processes (Dask), not in threads of this one."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    context = FlowRunContext.get()
+    return context is not None and not isinstance(context.task_runner, ThreadPoolTaskRunner)

@@ -22,6 +22,7 @@ from tasks.assemble import measure
 from tasks.audio_io import write_wav_atomic
 from tasks.cache import take_path
 from tasks.plan import RenderBatch, RenderJob
+from tasks.workers import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Take:
     render_started_at: datetime | None = None  # the engine call that made it, in the render lane
     render_ended_at: datetime | None = None
     decode_steps: int | None = None  # frames the engine generated for it, where the engine reports them
+    worker: str | None = None  # the process that rendered it (tasks/workers.py); None for a cached take
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class BatchResult:
     takes: list[Take] = field(default_factory=list)
     failures: list[RenderFailure] = field(default_factory=list)
     spans: list[tuple[float, float]] = field(default_factory=list)  # perf_counter start/end of each engine call
+    worker: str = ""  # the process that rendered the batch (tasks/workers.py)
+    load_seconds: float = 0.0  # loading the engine for this batch: 0 where the process had it warm
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -93,8 +97,9 @@ class _BatchRenderer:
                  dtype: str, limits: TakeLimits, scene: str | None) -> None:
         self.batch, self.prompts, self.takes_dir, self.scene = batch, prompts, takes_dir, scene
         self.device, self.dtype, self.limits = device, dtype, limits
-        self.batch_device = warm_engine(batch.engine, device, dtype).engine.device
-        self.result = BatchResult()
+        warm = warm_engine(batch.engine, device, dtype)
+        self.batch_device = warm.engine.device
+        self.result = BatchResult(worker=worker_name(), load_seconds=warm.load_seconds)
 
     def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime],
                                                                   list[int | None]]:
@@ -153,7 +158,8 @@ class _BatchRenderer:
         m = measure(audio)
         fallback = made_on if made_on != self.batch_device else None
         self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
-                                      m["rms_dbfs"], self.batch.index, fallback, *interval, decode_steps))
+                                      m["rms_dbfs"], self.batch.index, fallback, *interval, decode_steps,
+                                      self.result.worker))
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,

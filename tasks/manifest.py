@@ -186,9 +186,9 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model that holds the field at `loc`, to list the keys allowed there."""
-    current: Any = Manifest
+    current: Any = root
     parts = list(loc)
     while parts:
         part = parts.pop(0)
@@ -208,14 +208,15 @@ def _shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def describe_validation_error(err: ValidationError) -> list[str]:
+def describe_validation_error(err: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem, `field.path: what is wrong`; `root` is the model validated (default: Manifest)."""
     problems = []
     for e in err.errors():
         loc = tuple(e["loc"])
         where = field_path(loc)
         if e["type"] == "extra_forbidden":
             key = loc[-1]
-            model = _model_at(loc[:-1])
+            model = _model_at(loc[:-1], root or Manifest)
             allowed = ", ".join(model.model_fields) if model else "see the README"
             why = f"; {UNSUPPORTED_SETTINGS[key]}" if key in UNSUPPORTED_SETTINGS else ""
             problems.append(f"{where}: unknown key {key!r}{why}; allowed here: {allowed}")

@@ -15,6 +15,7 @@ from tasks.export import OutputFile, check_size
 from tasks.loudness import LoudnessReport, LoudnessTarget, normalise, report
 from tasks.plan import RenderJob
 from tasks.batch_render import BatchResult, Take
+from tasks.workers import worker_name
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class NormalisedTake:
     true_peak_dbtp: float
     normalise_started_at: datetime | None = None
     normalise_ended_at: datetime | None = None
+    worker: str | None = None  # the process that normalised it (tasks/workers.py)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def normalised_take_path(takes_dir: Path, target: LoudnessTarget, key: str) -> P
 
 def normalise_takes(takes: list[Take], target: LoudnessTarget, takes_dir: Path) -> list[NormalisedTake]:
     """Normalise one render batch's takes, each on its own, into float WAVs beside the raw takes."""
-    done = []
+    done, worker = [], worker_name()
     for take in takes:
         started_at = datetime.now()
         audio, rate = read_mono(Path(take.path))
@@ -59,7 +61,7 @@ def normalise_takes(takes: list[Take], target: LoudnessTarget, takes_dir: Path) 
         path = normalised_take_path(takes_dir, target, take.key)
         digest = write_wav_atomic(path, out, subtype="PCM_24", sample_rate=rate)  # float WAVs are timestamped
         done.append(NormalisedTake(take.key, str(path), digest, target.mode, adj.before, adj.gain_db, adj.after,
-                                   adj.true_peak_dbtp, started_at, datetime.now()))
+                                   adj.true_peak_dbtp, started_at, datetime.now(), worker))
     return done
 
 

@@ -293,6 +293,25 @@ def _m008_qa_rescores(con) -> None:
         )""")
 
 
+def _m009_overrides_and_workers(con) -> None:
+    """A run's overrides (JSON, as given), and which process rendered and normalised each take, with each
+    worker's share of the run (Dask workers load their own engines: their load seconds are here)."""
+    con.execute("ALTER TABLE runs ADD COLUMN overrides VARCHAR")
+    con.execute("ALTER TABLE renders ADD COLUMN worker VARCHAR")
+    con.execute("ALTER TABLE take_levels ADD COLUMN worker VARCHAR")
+    con.execute("""
+        CREATE TABLE run_workers (
+            run_id VARCHAR NOT NULL,
+            worker VARCHAR NOT NULL,        -- host:pid
+            batches INTEGER,
+            takes_rendered INTEGER,
+            render_seconds DOUBLE,          -- engine calls
+            load_seconds DOUBLE,            -- model loads in that process for this run (0: it was warm)
+            takes_normalised INTEGER,
+            normalise_seconds DOUBLE
+        )""")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -303,6 +322,7 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("006_lane_timestamps", _m006_lane_timestamps),
     ("007_sweeps", _m007_sweeps),
     ("008_qa_rescores", _m008_qa_rescores),
+    ("009_overrides_and_workers", _m009_overrides_and_workers),
 ]
 
 

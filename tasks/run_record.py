@@ -78,7 +78,7 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
                      "peak_dbfs": take.peak_dbfs, "rms_dbfs": take.rms_dbfs, "status": "rendered", "error": None,
                      "take_run_id": hits[job.key].get("run_id") if job.key in hits else run_id,
                      "render_started_at": take.render_started_at, "render_ended_at": take.render_ended_at,
-                     "decode_steps": take.decode_steps})
+                     "decode_steps": take.decode_steps, "worker": take.worker})
     return rows
 
 

@@ -18,7 +18,7 @@ prepare_voice = task(name="prepare voice", task_run_name="voice: {voice.id}", **
 prepare_engines = task(name="choose engines", **_plain)(render.prepare_engines)
 load_engines = task(name="load engines", **_plain)(render.load_engines)
 find_cached_takes = task(name="find cached takes", **_plain)(cache.find_takes)
-render_batch = task(name="render", task_run_name="render {batch.name}", tags=["render-lane"], **_plain)(batch_render.render_batch)
+render_batch = task(name="render", task_run_name="render {batch.name}", **_plain)(batch_render.render_batch)
 export_book = task(name="assemble book", **_plain)(export.export_book)
 normalise_takes = task(name="normalise takes", **_plain)(mastering.normalise_takes)
 normalise_batch = task(name="normalise batch", **_plain)(mastering.normalise_batch)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, rows
-from engine.lane import device_lane, lane_file
+from engine.lane import device_lane, lane_file, queue_file
 from prefect_server import server_env, start_server, stop, wait_final
 
 pytestmark = pytest.mark.slow
@@ -44,16 +44,18 @@ def _long_manifest(folder: Path, lines: int = 60) -> Path:
     return path
 
 
-def _wait_for_lane_waiters(lock: Path, count: int, timeout: float = 240) -> None:
-    """Until `count` processes are blocked on the lane's file lock (Linux: /proc/locks lists waiters with ->)."""
+def _wait_for_lane_waiters(lane_dir: Path, device: str, count: int, timeout: float = 240) -> None:
+    """Until `count` processes are blocked waiting for the device's lane: on its lock file, or in the queue for
+    their turn (Linux: /proc/locks lists blocked requests with ->)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inode = f":{lock.stat().st_ino} "
-        waiting = [line for line in Path("/proc/locks").read_text().splitlines() if "->" in line and inode in line]
+        inodes = {f":{path.stat().st_ino} " for path in (lane_file(lane_dir, device), queue_file(lane_dir, device))}
+        waiting = [line for line in Path("/proc/locks").read_text().splitlines()
+                   if "->" in line and any(inode in line for inode in inodes)]
         if len(waiting) >= count:
             return
         time.sleep(0.2)
-    raise TimeoutError(f"{count} processes not waiting on {lock} after {timeout} s")
+    raise TimeoutError(f"{count} processes not waiting for the {device} lane in {lane_dir} after {timeout} s")
 
 
 def _intervals(db: Path, table: str, start: str, end: str) -> list[tuple]:
@@ -65,32 +67,39 @@ def _overlap(a: list[tuple], b: list[tuple]) -> bool:
     return any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b)
 
 
-def test_two_concurrent_runs_never_render_at_once_but_normalise_together(server, tmp_path):
+def _hand_offs(renders: list[list[tuple]]) -> int:
+    """How often the device passed from one run to the other, engine call by engine call."""
+    order = [run for _, run in sorted((start, run) for run, spans in enumerate(renders) for start, _ in spans)]
+    return sum(a != b for a, b in zip(order, order[1:]))
+
+
+def test_two_concurrent_runs_take_turns_on_the_lane_and_normalise_together(server, tmp_path):
     home, url = server
     manifest = _long_manifest(tmp_path)
-    # One lane on the device (as on a GPU): a CPU engine would otherwise get a lane per core.
+    # One lane on the device (as on a GPU): a CPU engine would otherwise get a lane per core. No ffmpeg on the
+    # PATH: encoding MP3/M4B files adds nothing here but minutes on a busy machine.
     env = {**server_env(home, url), "VOICEBATCH_LANE_DIR": str(tmp_path / "lanes"), "VOICEBATCH_BATCH_SIZE": "2",
-           "VOICEBATCH_CPU_LANES": "1"}
-    # The test holds the device's lane until both runs wait on it, so their renders compete for real.
+           "VOICEBATCH_CPU_LANES": "1", "PATH": str(BIN)}
+    # The test holds the device's lane until both runs wait for it, so their renders compete for real.
     with device_lane("cpu", tmp_path / "lanes"):
         procs = [subprocess.Popen([str(BIN / "voicebatch"), "render", str(manifest), "--out", str(tmp_path / f"out{i}")],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for i in range(2)]
-        _wait_for_lane_waiters(lane_file(tmp_path / "lanes", "cpu"), 2)
+        _wait_for_lane_waiters(tmp_path / "lanes", "cpu", 2)
     for p in procs:
         out, err = p.communicate(timeout=400)
         assert p.returncode == 0, err[-3000:]
     dbs = [tmp_path / f"out{i}" / "provenance.duckdb" for i in range(2)]
     renders = [_intervals(db, "renders", "render_started_at", "render_ended_at") for db in dbs]
     normalised = [_intervals(db, "take_levels", "normalise_started_at", "normalise_ended_at") for db in dbs]
-    assert all(len(r) == 30 for r in renders)  # 60 lines in batches of 2, every one rendered
-    lifetimes = [_intervals(db, "runs", "started_at", "ended_at") for db in dbs]
-    # The two runs were alive at the same time...
-    assert _overlap(lifetimes[0], lifetimes[1])
-    # ...yet no engine call of one overlapped an engine call of the other on the shared device,
+    assert all(len(r) == 30 for r in renders) and all(len(n) == 60 for n in normalised)  # 60 lines, batches of 2
+    # No engine call of one run overlapped an engine call of the other on the shared device...
     assert not _overlap(renders[0], renders[1])
-    # while normalisation, off the lane, went on during the other run (rendering, or waiting for the lane).
-    assert _overlap(normalised[0], lifetimes[1]) and _overlap(normalised[1], lifetimes[0])
+    # ...the runs took turns on it rather than one waiting for all of the other's renders (strict turns make
+    # 59 hand-offs; one run rendering everything first would make 1)...
+    assert _hand_offs(renders) >= 20, _hand_offs(renders)
+    # ...and off the lane, the two runs normalised takes at the same time.
+    assert _overlap(normalised[0], normalised[1])
 
 
 def test_server_that_is_down_is_a_clear_error(tmp_path):
@@ -129,7 +138,8 @@ def deployed_run(server, api_client, tmp_path_factory):
     out = tmp_path_factory.mktemp("deployed-out")
     try:
         run = _trigger(api_client, "render-manifest/render-manifest",
-                       {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(out)})
+                       {"manifest": "manifests/demo-dialogue.yaml", "output_dir": str(out),
+                        "overrides": {"voices": {"Joe": {"temperature": 0.4}}}})
         yield wait_final(api_client, run.id, timeout=400), out
     finally:
         stop(worker)
@@ -145,8 +155,9 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_completes_the_run(d
     artifacts = _artifacts(api_client, run.id)
     assert {"the-lighthouse-dialogue-summary", "the-lighthouse-dialogue-takes"} <= set(artifacts)
     assert "# The Lighthouse Dialogue" in artifacts["the-lighthouse-dialogue-summary"].data
-    recorded = rows(str(out / "provenance.duckdb"), "SELECT flow_run_id, status, takes_rendered FROM runs")
-    assert recorded == [{"flow_run_id": str(run.id), "status": "completed", "takes_rendered": 8}]
+    recorded = rows(str(out / "provenance.duckdb"), "SELECT flow_run_id, status, takes_rendered, overrides FROM runs")
+    assert recorded == [{"flow_run_id": str(run.id), "status": "completed", "takes_rendered": 8,
+                         "overrides": '{"voices": {"Joe": {"temperature": 0.4}}}'}]
 
 
 def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
@@ -177,10 +188,10 @@ def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
     assert recorded[0]["takes_rendered"] == recorded[1]["takes_rendered"] == 8
 
 
-def _take_hashes(out: Path) -> dict[str, str]:
+def _take_hashes(out: Path, pattern: str = "??/*.wav") -> dict[str, str]:
     import hashlib
 
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "takes").glob("??/*.wav")}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "takes").glob(pattern)}
 
 
 def test_dask_cluster_renders_byte_identical_takes_each_worker_loading_once(server, tmp_path):
@@ -201,13 +212,26 @@ def test_dask_cluster_renders_byte_identical_takes_each_worker_loading_once(serv
                                 timeout=300)
         assert spread.returncode == 0, spread.stderr[-3000:]
         loads = client.run(loaded_counts)
+        worker_pids = set(client.run(os.getpid).values())
     # Both workers rendered, and each loaded each engine it used exactly once.
     assert len(loads) == 2 and all(counts and set(counts.values()) == {1} for counts in loads.values())
     assert {e for counts in loads.values() for e in counts} == {"hibari/auto/auto", "piper/auto/auto"}
-    takes = _take_hashes(tmp_path / "dask")
+    takes, normalised = _take_hashes(tmp_path / "dask"), _take_hashes(tmp_path / "dask", "normalised/*/??/*.wav")
     assert len(takes) == 8 and takes == _take_hashes(tmp_path / "single")
-    recorded = rows(str(tmp_path / "dask" / "provenance.duckdb"), "SELECT status, load_seconds FROM runs")
-    assert recorded == [{"status": "completed", "load_seconds": None}]  # the flow process loaded nothing
+    assert len(normalised) == 8 and normalised == _take_hashes(tmp_path / "single", "normalised/*/??/*.wav")
+    db = str(tmp_path / "dask" / "provenance.duckdb")
+    recorded = rows(db, "SELECT status, load_seconds, pid FROM runs")
+    assert [(r["status"], r["load_seconds"]) for r in recorded] == [("completed", None)]  # the flow loaded nothing
+    # Renders and normalisation ran in the worker processes, not in the flow's.
+    pid = lambda worker: int(worker.rsplit(":", 1)[1])  # noqa: E731
+    rendered_by = {pid(r["worker"]) for r in rows(db, "SELECT worker FROM renders")}
+    normalised_by = {pid(r["worker"]) for r in rows(db, "SELECT worker FROM take_levels")}
+    assert rendered_by == worker_pids and normalised_by <= worker_pids and recorded[0]["pid"] not in normalised_by
+    # Each worker's model loads are recorded with the run: both loaded, once each (a warm re-run would be 0).
+    per_worker = rows(db, "SELECT worker, batches, takes_rendered, load_seconds, takes_normalised FROM run_workers")
+    assert {pid(r["worker"]) for r in per_worker} == worker_pids
+    assert sum(r["batches"] for r in per_worker) == 8 and sum(r["takes_normalised"] for r in per_worker) == 8
+    assert all(r["load_seconds"] > 0 for r in per_worker)
 
 
 def test_bad_dask_address_is_refused_before_prefect_starts(tmp_path):
