@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rows, run_cli, setting
+from conftest import rows, setting
 
 from chromium_page import CHROMIUM, Chromium
 
@@ -197,16 +197,17 @@ def test_sweep_points_label_the_columns_when_a_sweep_recorded_them(two_runs, tmp
     assert "top_k=50<" not in html  # the same in every column: not a label
 
 
-def test_unknown_run_id_is_refused_with_exit_2_and_the_cli_writes_the_page(two_runs, tmp_path):
+def test_unknown_run_id_is_refused_with_exit_2_and_the_cli_writes_the_page(two_runs, tmp_path, capsys):
+    from flows.cli import main
+
     out, a, b = two_runs
-    env = {"VOICEBATCH_DB_PATH": str(out / "provenance.duckdb")}
-    refused = run_cli("review", "no-such-run", env=env)
-    assert refused.returncode == 2
-    assert "no run with an id starting 'no-such-run'" in refused.stderr and "voicebatch history" in refused.stderr
-    target = tmp_path / "cli" / "page.html"
-    done = run_cli("review", a.run_id, b.run_id[:8], "--out", str(target), env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(target) and target.read_text().count("<audio ") == 6
+    with setting("VOICEBATCH_DB_PATH", str(out / "provenance.duckdb")):
+        assert main(["review", "no-such-run"]) == 2
+        refused = capsys.readouterr().err
+        assert "no run with an id starting 'no-such-run'" in refused and "voicebatch history" in refused
+        target = tmp_path / "cli" / "page.html"
+        assert main(["review", a.run_id, b.run_id[:8], "--out", str(target)]) == 0
+    assert capsys.readouterr().out.strip() == str(target) and target.read_text().count("<audio ") == 6
 
 
 def test_short_term_loudness_matches_bs1770_on_a_steady_tone_and_follows_a_step():
