@@ -84,7 +84,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             points=[dict(p) for p in spec.points] or None,
                             seeds=spec.seeds if isinstance(spec.seeds, int) else list(spec.seeds),
                             chapter=spec.chapter, lines=spec.lines, speaker=spec.speaker, engine=args.engine,
-                            output_dir=str(settings.output_dir), wer=not args.no_wer)
+                            output_dir=str(settings.output_dir), wer=not args.no_wer,
+                            review=not args.no_review)
     if args.json:
         print(json.dumps(result.__dict__, indent=2, default=str))
     else:
@@ -96,6 +97,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"  FAILED chapter {failure['chapter'] + 1}, line {failure['line'] + 1}: {failure['error']}")
         print(f"  adopt one with: voicebatch sweep {args.manifest} ... --adopt POINT [--write]")
         print(f"  provenance in {result.database} (sweep_takes)")
+        if result.review_page:
+            print(f"review {result.review_page}")
     return 0 if result.status == "completed" else 1
 
 
@@ -114,6 +117,7 @@ def add_command(sub) -> None:
     sweep.add_argument("--engine", help="engine for every voice (default: as for render)")
     sweep.add_argument("--out", help="output folder (default: VOICEBATCH_OUTPUT_DIR or outputs/)")
     sweep.add_argument("--no-wer", action="store_true", help="skip the ASR check (no Whisper model needed)")
+    sweep.add_argument("--no-review", action="store_true", help="do not write the sweep's review page")
     sweep.add_argument("--json", action="store_true", help="print the result as JSON")
     sweep.add_argument("--adopt", metavar="POINT", help="print POINT's settings as the speaker's manifest overrides")
     sweep.add_argument("--write", action="store_true", help="with --adopt: write them into the manifest")

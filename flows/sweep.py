@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from engine.errors import UserInputError
 from engine.registry import engine_class
 from engine.settings import get_settings
-from flows import quality
+from flows import quality, review_link
 from flows.render import _preload_voices
 from tasks import cache, provenance, report, run_record, steps, sweep_score
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
@@ -44,6 +44,7 @@ class SweepResult:
     load_seconds: float
     asr_model: str | None
     failures: list[dict[str, Any]] = field(default_factory=list)
+    review_page: str | None = None  # the sweep's HTML review page (None with review off, or when it failed)
 
 
 def spec_block(grid: dict[str, list] | None, points: list[dict] | None, seeds: int | list[int], chapter: int | None,
@@ -85,9 +86,10 @@ def _take_rows(run_id: str, planned: list[SweepJob], takes: dict[str, Take], hit
 def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: list[dict] | None = None,
                    seeds: int | list[int] = 1, chapter: int | None = None, lines: str | None = None,
                    speaker: str | None = None, engine: str | None = None, output_dir: str | None = None,
-                   wer: bool = True) -> SweepResult:
+                   wer: bool = True, review: bool = True) -> SweepResult:
     """Render the chosen lines under every grid point (the product of `grid`'s values, plus `points`) and seed,
-    score and rank the points. `wer=False` skips the ASR check (WER columns stay empty)."""
+    score and rank the points. `wer=False` skips the ASR check (WER columns stay empty); with `review` the
+    sweep's review page (each line under every point, side by side) is written and linked."""
     settings = get_settings()
     logger = get_run_logger()
     out = Path(output_dir) if output_dir else settings.output_dir
@@ -166,7 +168,8 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
                                         "peak_dbfs": r.get("peak_dbfs")} for s, r in zip(sweep_rows, renders)])
     title = script.manifest.title
     report.publish(title, sweep_score.markdown(title, run_id, ranked), sweep_score.artifact_table(ranked), kind="sweep")
-    return SweepResult(run_id=run_id, status=status, output_dir=str(out), database=str(db), points=ranked,
+    review_page = review_link.write_and_link(db, run_id, title, logger) if review else None
+    return SweepResult(review_page=review_page, run_id=run_id, status=status, output_dir=str(out), database=str(db), points=ranked,
                        takes_planned=len(planned), takes_rendered=rendered, takes_reused=len(unique) - rendered,
                        batches=len(batches), wall_seconds=wall, load_seconds=load_seconds,
                        asr_model=asr.asr_model_id if asr else None, failures=failed)

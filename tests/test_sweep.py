@@ -346,3 +346,32 @@ def test_runs_are_renders_unless_a_sweep_says_so(tmp_path):
     start_run(db, dict(run_id="r1", manifest_path="m.yaml", manifest_sha256="0", started_at=datetime.now(),
                        status="running", host="h", pid=1))
     assert rows(str(db), "SELECT run_id, kind FROM runs") == [{"run_id": "r1", "kind": "render"}]
+
+
+def test_the_sweeps_review_page_lays_each_line_out_under_every_point_and_loads_in_chromium(swept):
+    from chromium_page import CHROMIUM, Chromium
+
+    _, _, (first, _) = swept
+    page = Path(first["review_page"])
+    assert page.is_file() and page.parent.name == "review"
+    html = page.read_text()
+    # One column per grid point, labelled by its name and the settings that differ between points; each cell
+    # holds that line's takes under the point's seeds.
+    headers = [h for h in html.split("<th>") if h.startswith("point ")]
+    assert len(headers) == 4
+    for temperature in (0.5, 0.9):
+        for top_k in (20, 40):
+            assert f"point t{temperature}_k{top_k} · temperature={temperature} · top_k={top_k}" in html
+    files = {Path(r["take_path"]).resolve() for r in rows(first["database"], "SELECT take_path FROM renders "
+                                                                             "WHERE run_id = ?", [first["run_id"]])}
+    assert len(files) == 24
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `apt-get install -y chromium` (.ci/run does this)")
+    browser = Chromium()
+    try:
+        found = browser.check_page(page)
+    finally:
+        browser.close()
+    assert found["console_errors"] == []
+    assert set(found["audio_files"]) == files
+    assert found["durations"] is not None and all(d > 0 for d in found["durations"])
