@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from engine.errors import EngineError, UserInputError, VoicebatchError
 from engine.registry import engine_class
@@ -24,9 +24,10 @@ from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.errors import VoiceError
 from tasks.ingest import Script
 from tasks.mastering import take_level_rows
-from tasks.plan import group_jobs, plan_jobs
 from tasks.overrides import apply_overrides, parse_overrides
+from tasks.plan import group_jobs, plan_jobs
 from tasks.render import speaker_engines
+from tasks.temp_files import remove_stale_temp_files
 from tasks.workers import worker_rows
 
 
@@ -102,6 +103,9 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force,
                                                   overrides=provenance.as_json(run_overrides.as_record())))
     try:
+        stale = remove_stale_temp_files(out)
+        if stale:
+            logger.info("removed %d temporary files left by a killed run", len(stale))
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
         qa_plan = quality.qa_plan(script.manifest.qa, qa, settings)

@@ -25,8 +25,8 @@ from tasks.ingest import Script
 from tasks.manifest import Qa
 from tasks.plan import EngineFacts, RenderJob, plan_jobs
 from tasks.render import speaker_engines
-from tasks.sweep_plan import (SweepJob, SweepSpec, grid_points, group_sweep, plan_sweep, refuse_ignored,
-                              select_jobs, spec_from_block)
+from tasks.sweep_plan import (SweepJob, SweepSpec, grid_points, group_sweep, plan_sweep, refuse_ignored, select_jobs,
+                              spec_from_block)
 
 
 @dataclass

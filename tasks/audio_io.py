@@ -4,7 +4,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import soundfile as sf
 
 from engine.base import SAMPLE_RATE, sha256_file
 from engine.errors import VoicebatchError
+from tasks.temp_files import make_temp_beside
 
 
 def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sample_rate: int = SAMPLE_RATE) -> str:
@@ -20,7 +20,7 @@ def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sam
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = make_temp_beside(path)
         # Encoded in memory first: libsndfile reports a short write (a full disk) as a bare assertion.
         encoded = io.BytesIO()
         sf.write(encoded, np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")

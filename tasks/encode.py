@@ -15,6 +15,7 @@ from engine.base import sha256_file
 from engine.errors import VoicebatchError
 from tasks.assemble import CHAPTER_GAP_SECONDS
 from tasks.export import OutputFile
+from tasks.temp_files import make_temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def ffmetadata(title: str, author: str | None, marks: list[ChapterMark]) -> str:
 def _run_ffmpeg(ffmpeg: str, args: list[str], target: Path, container: str) -> str:
     """Run ffmpeg into a temporary file beside `target`, then rename it into place; returns the sha256."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = make_temp_beside(target)
     os.close(fd)
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, "-f", container, tmp]
     try:

@@ -17,6 +17,7 @@ import numpy as np
 from engine.base import SAMPLE_RATE, sha256_file
 from tasks.audio_io import write_wav_atomic
 from tasks.errors import VoiceError
+from tasks.temp_files import make_temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def _load_staged(wav: Path, meta: Path) -> StagedReference | None:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, sort_keys=True)
