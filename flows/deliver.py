@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Delivery:
     fingerprints: dict[str, str]  # output path -> fingerprint
     reused: set[str] = field(default_factory=set)  # output paths found up to date
     warnings: list[str] = field(default_factory=list)
+    milestones: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it was reached
 
     @property
     def files(self) -> list[OutputFile]:
@@ -101,7 +103,10 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     if not ffmpeg:
         logger.warning(NO_FFMPEG)
 
-    with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
+    # Mastering has its own threads: a chapter waiting for its takes never holds up the normalisation of
+    # the batches it waits for, and it starts as soon as they are done.
+    with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool, \
+            ThreadPoolTaskRunner(max_workers=audio_workers()) as mastering_pool:
         hits = [t for t in cached.takes if t.key in master_keys]
         waits_for: dict[str, list] = {}  # take key -> the normalisation future that will write it
         for i in range(0, len(hits), 16):
@@ -116,7 +121,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         for ch in to_master:
             chapter_jobs = [j for j in jobs if j.chapter == ch.index]
             waits = list({id(waits_for[j.key]): waits_for[j.key] for j in chapter_jobs if j.key in waits_for}.values())
-            mastered_futures[ch.index] = pool.submit(steps.master_chapter, dict(
+            mastered_futures[ch.index] = mastering_pool.submit(steps.master_chapter, dict(
                 jobs=chapter_jobs, normalised=normalised_paths, path=paths[ch.index], index=ch.index, title=ch.title,
                 speaker_pause=manifest.defaults.speaker_pause_duration,
                 chunk_pause=manifest.defaults.chunk_pause_duration, target=target, max_mb=max_mb), wait_for=waits)
@@ -124,7 +129,9 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         for future in rendered:
             future.result()
         normalised = [n for f in [*dict.fromkeys(waits_for.values())] for n in f.result()]
+        milestones = {"takes_normalised": time.perf_counter()}
         mastered = {i: m for i, f in mastered_futures.items() if (m := f.result()) is not None}
+        milestones["chapters_mastered"] = time.perf_counter()
         chapters, reused = [], set()
         for ch in script.chapters:
             if ch.index in mastered:
@@ -152,6 +159,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         elif complete:
             book = steps.export_book(chapters, wav, manifest.title, max_mb,
                                      room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
+        milestones["book_written"] = time.perf_counter()
         if book is not None:
             for kind, suffix in (("book_m4b", ".m4b"), ("book_mp3", ".mp3")):
                 path = str(wav.with_suffix(suffix))
@@ -163,6 +171,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                                                                       author=manifest.author, kind=kind,
                                                                       ceiling_dbtp=target.ceiling)))
         encoded += [f.result() for f in encodes]
+        milestones["encoded"] = time.perf_counter()
 
     for m in mastered.values():
         if not m.report.passed:
@@ -171,7 +180,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows += _recorded_loudness(db, [c.path for c in chapters if c.path in reused])
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
-                    warnings)
+                    warnings, milestones)
 
 
 def _recorded_loudness(db: Path, paths: list[str]) -> list[dict]:

@@ -52,6 +52,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     qa: list[dict] = field(default_factory=list)  # QA attempts (qa_takes rows); empty when QA is off
     qa_seconds: float = 0.0  # transcription time in this run
+    milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
 
 
 def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
@@ -78,6 +79,12 @@ def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, d
         raise kind(f"{len(problems)} voices cannot be used:\n" + "\n".join(f"  - {p}" for p in problems))
     voice_records.record_run_voices(db, voice_prep.run_voice_rows(run_id, script, prepared, datetime.now()))
     return voice_prep.with_prepared_voices(script, prepared)
+
+
+def _milestones(started: float, spans: list[tuple[float, float]], delivered: dict[str, float]) -> dict[str, float]:
+    """Seconds from the run's start to the first engine call, the last one's end, each delivery step, the end."""
+    at = {"render_start": min(b for b, _ in spans), "render_end": max(e for _, e in spans)} if spans else {}
+    return {name: t - started for name, t in {**at, **delivered, "finished": time.perf_counter()}.items()}
 
 
 @flow(name="render-manifest", log_prints=True)
@@ -206,4 +213,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       render_phase_seconds=max((e for _, e in spans), default=0) - min((b for b, _ in spans), default=0),
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
-                      qa=checked.attempts, qa_seconds=checked.asr_seconds)
+                      qa=checked.attempts, qa_seconds=checked.asr_seconds,
+                      milestones=_milestones(started, spans, delivery.milestones))

@@ -170,8 +170,9 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
         now = level(out, target.mode, rate)
         if abs(gain - previous_gain) > 1e-3:
             slope = float(np.clip((now - previous_level) / (gain - previous_gain), 0.25, 1.0))
-    out, peak = enforce_ceiling(out, target.limit_at, rate)
-    return out, Adjustment(before, gain, level(out, target.mode, rate), peak)
+    checked, peak = enforce_ceiling(out, target.limit_at, rate)
+    after = now if np.array_equal(checked, out) else level(checked, target.mode, rate)  # unchanged: already measured
+    return checked, Adjustment(before, gain, after, peak)
 
 
 @dataclass(frozen=True)
