@@ -60,8 +60,11 @@ def fingerprints(script: Script, jobs: list[RenderJob], target: LoudnessTarget, 
     common = {"pauses": [d.speaker_pause_duration, d.chunk_pause_duration], "target": asdict(target),
               "version": MASTERING_VERSION}
     prints, chapter_prints = {}, []
+    takes_of: dict[int, list] = {}  # one pass over the jobs, not one per chapter
+    for j in jobs:
+        takes_of.setdefault(j.chapter, []).append((j.key, j.speaker, j.pause_after))
     for ch in script.chapters:
-        keys = [(j.key, j.speaker, j.pause_after) for j in jobs if j.chapter == ch.index]
+        keys = takes_of.get(ch.index, [])
         fp = cache.fingerprint({"takes": keys, "chapter": ch.index, **common})
         path = chapter_path(out, script.manifest.title, ch.index, ch.title)
         prints[str(path)] = fp
@@ -118,8 +121,11 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
             waits_for.update({j.key: future for j in batch.jobs})
         # Each chapter is mastered as soon as its own takes are normalised, while later batches still render.
         mastered_futures = {}
+        jobs_of: dict[int, list[RenderJob]] = {}
+        for job in jobs:
+            jobs_of.setdefault(job.chapter, []).append(job)
         for ch in to_master:
-            chapter_jobs = [j for j in jobs if j.chapter == ch.index]
+            chapter_jobs = jobs_of.get(ch.index, [])
             waits = list({id(waits_for[j.key]): waits_for[j.key] for j in chapter_jobs if j.key in waits_for}.values())
             mastered_futures[ch.index] = mastering_pool.submit(steps.master_chapter, dict(
                 jobs=chapter_jobs, normalised=normalised_paths, path=paths[ch.index], index=ch.index, title=ch.title,
