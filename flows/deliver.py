@@ -117,9 +117,12 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
             waits_for.update({t.key: future for t in hits[i:i + 16]})
         for batch, rendered_future in zip(batches, rendered):
             future = pool.submit(steps.normalise_batch, dict(result=rendered_future, target=target,
-                                                               takes_dir=takes_dir, keys=master_keys))
+                                                               takes_dir=takes_dir,
+                                                               keys={j.key for j in batch.jobs} & master_keys))
             waits_for.update({j.key: future for j in batch.jobs})
         # Each chapter is mastered as soon as its own takes are normalised, while later batches still render.
+        # Every task gets only its own part of the plan: Prefect walks task inputs, so passing each one the whole
+        # plan would cost chapters x lines.
         mastered_futures = {}
         jobs_of: dict[int, list[RenderJob]] = {}
         for job in jobs:
@@ -128,7 +131,8 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
             chapter_jobs = jobs_of.get(ch.index, [])
             waits = list({id(waits_for[j.key]): waits_for[j.key] for j in chapter_jobs if j.key in waits_for}.values())
             mastered_futures[ch.index] = mastering_pool.submit(steps.master_chapter, dict(
-                jobs=chapter_jobs, normalised=normalised_paths, path=paths[ch.index], index=ch.index, title=ch.title,
+                jobs=chapter_jobs, normalised={j.key: normalised_paths[j.key] for j in chapter_jobs},
+                path=paths[ch.index], index=ch.index, title=ch.title,
                 speaker_pause=manifest.defaults.speaker_pause_duration,
                 chunk_pause=manifest.defaults.chunk_pause_duration, target=target, max_mb=max_mb), wait_for=waits)
         # A render that raised surfaces here with its own error (the tasks waiting on it only say "not run").

@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from engine.errors import EngineError, UserInputError, VoicebatchError
 from engine.registry import engine_class
@@ -110,13 +111,14 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
         qa_plan = quality.qa_plan(script.manifest.qa, qa, settings)
-        setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype,
+        # quote(): Prefect would otherwise walk every line of a large script and every key looking for futures.
+        setup = steps.prepare_engines(quote(script), engine, settings.engine, settings.device, settings.dtype,
                                       speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
         if len(jobs) > settings.max_takes_per_run:
             raise UserInputError(f"{manifest}: plans {len(jobs)} takes, more than VOICEBATCH_MAX_TAKES_PER_RUN="
                                  f"{settings.max_takes_per_run}; split the manifest or raise the limit")
-        hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, [j.key for j in jobs])
+        hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, quote([j.key for j in jobs]))
         cache.record_takes(db, adopted)
         takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
@@ -133,12 +135,12 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
         futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
                                              limits, script.manifest.scene) for b in batches]
-        engine_of = {j.key: j.engine for j in jobs}
         # Takes are recorded as each batch lands, so a run killed later still reuses them. Recording stays in
         # this process on one thread (one database writer) whatever runs the renders (threads or Dask).
         with ThreadPoolTaskRunner(max_workers=1) as bookkeeping:
-            records = [bookkeeping.submit(steps.record_batch, dict(result=f, engine_of=engine_of, run_id=run_id, db=db,
-                                                                   progress=progress)) for f in futures]
+            records = [bookkeeping.submit(steps.record_batch, dict(
+                result=f, engine_of={j.key: b.engine for j in b.jobs}, run_id=run_id, db=db, progress=progress))
+                for b, f in zip(batches, futures)]  # each batch's own keys: Prefect walks every task input
             checked = quality.QaOutcome()
             if qa_plan:
                 # QA beside the render lane; delivery then works from the takes QA kept.
