@@ -53,6 +53,8 @@ def prepare_environment() -> Path:
     os.environ.setdefault("PREFECT_HOME", str(scratch / "prefect"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("VOICEBATCH_VOICES_DIR", str(ROOT / "voices"))
+    # Render lanes are machine-wide file locks: a private folder keeps other processes' renders out of the timing.
+    os.environ.setdefault("VOICEBATCH_LANE_DIR", str(scratch / "lanes"))
     return scratch
 
 

@@ -1,8 +1,12 @@
 """How cost grows with the work: a 1,000-line first render, then unchanged re-runs of 1,000 and 10,000 lines
-(all cache hits: planning, cache look-ups, fingerprint checks and provenance), per line.
+(all cache hits: planning, cache look-ups, fingerprint checks and provenance), per line; the fastest of 3
+(1,000) and 2 (10,000) re-runs is the reading, all are printed.
 
 The 10,000-line manifest repeats the 1,000 lines' texts ten times (40 chapters), so setting it up renders
 no new take; its first run still assembles and masters its chapters (WAV only) before the timed re-run.
+The lines are short ("Line 17."), so that set-up masters ~4 hours of audio rather than ~10: an unchanged
+re-run only stats files and reads the database, whatever the audio's length; the first render's time per
+line is that of short lines.
 
     .venv/bin/python bench/scale.py
 """
@@ -22,7 +26,7 @@ SPEAKERS = ["Ava", "Bea", "Joe", "Jim"]
 
 
 def manifest(folder: Path, lines: int, unique: int, chapters: int) -> Path:
-    texts = [f"Line {i + 1} of the scale test." for i in range(unique)]
+    texts = [f"Line {i + 1}." for i in range(unique)]  # short takes: the set-up masters hours of audio
     rows = [{"speaker": SPEAKERS[i % 4], "text": texts[i % unique]} for i in range(lines)]
     per = lines // chapters
     data = {"title": f"Scale {lines}", "defaults": {"seed": 1},
@@ -49,9 +53,12 @@ def main() -> None:
     run(manifest(scratch, 4, 4, 1))  # Prefect's temporary server starts here, apart from what is measured
     small, large = manifest(scratch, 1_000, 1_000, 4), manifest(scratch, 10_000, 1_000, 40)
     _, first = run(small)
-    _, again_small = run(small)
+    # Unchanged re-runs are short and the machine is shared: the fastest of a few runs is the least disturbed.
+    small_runs = [run(small)[1] for _ in range(3)]
     _, setup_large = run(large)
-    _, again_large = run(large)
+    large_runs = [run(large)[1] for _ in range(2)]
+    again_small = min(small_runs, key=lambda s: s.wall_seconds)
+    again_large = min(large_runs, key=lambda s: s.wall_seconds)
     per_line = lambda s, n: 1000 * s.wall_seconds / n  # noqa: E731
     results = {
         "first_render_1000_s": round(first.wall_seconds, 2),
@@ -62,6 +69,8 @@ def main() -> None:
         "unchanged_10000_ms_per_line": round(per_line(again_large, 10_000), 3),
         "ratio_unchanged_10000_over_1000": round(again_large.wall_seconds / again_small.wall_seconds, 2),
         "unchanged_1000_fraction_of_first": round(again_small.wall_seconds / first.wall_seconds, 4),
+        "unchanged_1000_runs_s": [round(s.wall_seconds, 3) for s in small_runs],
+        "unchanged_10000_runs_s": [round(s.wall_seconds, 3) for s in large_runs],
         "takes_rendered": [first.takes_rendered, again_small.takes_rendered, setup_large.takes_rendered,
                            again_large.takes_rendered],
         "setup_10000_first_run_s (not a target)": round(setup_large.wall_seconds, 1),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +26,7 @@ from tasks.loudness import LoudnessTarget
 from tasks.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
 from tasks.plan import RenderBatch, RenderJob
 
-MASTERING_VERSION = "1"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+MASTERING_VERSION = "2"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Delivery:
     fingerprints: dict[str, str]  # output path -> fingerprint
     reused: set[str] = field(default_factory=set)  # output paths found up to date
     warnings: list[str] = field(default_factory=list)
+    milestones: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it was reached
 
     @property
     def files(self) -> list[OutputFile]:
@@ -60,8 +62,11 @@ def fingerprints(script: Script, jobs: list[RenderJob], target: LoudnessTarget, 
     common = {"pauses": [d.speaker_pause_duration, d.chunk_pause_duration], "target": asdict(target),
               "version": MASTERING_VERSION}
     prints, chapter_prints = {}, []
+    takes_of: dict[int, list] = {}  # one pass over the jobs, not one per chapter
+    for j in jobs:
+        takes_of.setdefault(j.chapter, []).append((j.key, j.speaker, j.pause_after))
     for ch in script.chapters:
-        keys = [(j.key, j.speaker, j.pause_after) for j in jobs if j.chapter == ch.index]
+        keys = takes_of.get(ch.index, [])
         fp = cache.fingerprint({"takes": keys, "chapter": ch.index, **common})
         path = chapter_path(out, script.manifest.title, ch.index, ch.title)
         prints[str(path)] = fp
@@ -100,7 +105,10 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     if not ffmpeg:
         logger.warning(NO_FFMPEG)
 
-    with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool:
+    # Mastering has its own threads: a chapter waiting for its takes never holds up the normalisation of
+    # the batches it waits for, and it starts as soon as they are done.
+    with ThreadPoolTaskRunner(max_workers=audio_workers()) as pool, \
+            ThreadPoolTaskRunner(max_workers=audio_workers()) as mastering_pool:
         waits_for: dict[str, PrefectFuture] = {}  # take key -> the normalisation future that will write it
         # Under Dask, takes are normalised on the workers (where they were rendered); mastering stays here.
         normalise_on = (lambda task, params: task.submit(**params)) if remote_task_runner() else pool.submit
@@ -114,7 +122,8 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         def normalise_batches(keys: set[str]) -> None:
             for batch, rendered_future in zip(batches, rendered):
                 future = normalise_on(steps.normalise_batch, dict(result=rendered_future, target=target,
-                                                                   takes_dir=takes_dir, keys=keys))
+                                                                   takes_dir=takes_dir,
+                                                                   keys={j.key for j in batch.jobs} & keys))
                 waits_for.update({j.key: future for j in batch.jobs})
 
         if settle is None:
@@ -131,12 +140,18 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         paths = {ch.index: chapter_path(out, manifest.title, ch.index, ch.title) for ch in script.chapters}
         normalised_paths = {k: str(normalised_take_path(takes_dir, target, k)) for k in master_keys}
         # Each chapter is mastered as soon as its own takes are normalised, while later batches still render.
+        # Every task gets only its own part of the plan: Prefect walks task inputs, so passing each one the whole
+        # plan would cost chapters x lines.
         mastered_futures = {}
+        jobs_of: dict[int, list[RenderJob]] = {}
+        for job in jobs:
+            jobs_of.setdefault(job.chapter, []).append(job)
         for ch in to_master:
-            chapter_jobs = [j for j in jobs if j.chapter == ch.index]
+            chapter_jobs = jobs_of.get(ch.index, [])
             waits = list({id(waits_for[j.key]): waits_for[j.key] for j in chapter_jobs if j.key in waits_for}.values())
-            mastered_futures[ch.index] = pool.submit(steps.master_chapter, dict(
-                jobs=chapter_jobs, normalised=normalised_paths, path=paths[ch.index], index=ch.index, title=ch.title,
+            mastered_futures[ch.index] = mastering_pool.submit(steps.master_chapter, dict(
+                jobs=chapter_jobs, normalised={j.key: normalised_paths[j.key] for j in chapter_jobs},
+                path=paths[ch.index], index=ch.index, title=ch.title,
                 speaker_pause=manifest.defaults.speaker_pause_duration,
                 chunk_pause=manifest.defaults.chunk_pause_duration, target=target, max_mb=max_mb), wait_for=waits)
         # A render that raised surfaces here with its own error (the tasks waiting on it only say "not run").
@@ -144,7 +159,9 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
             future.result()
         used = {j.key for j in jobs}
         normalised = [n for f in [*dict.fromkeys(waits_for.values())] for n in f.result() if n.key in used]
+        milestones = {"takes_normalised": time.perf_counter()}
         mastered = {i: m for i, f in mastered_futures.items() if (m := f.result()) is not None}
+        milestones["chapters_mastered"] = time.perf_counter()
         chapters, reused = [], set()
         for ch in script.chapters:
             if ch.index in mastered:
@@ -172,6 +189,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         elif complete:
             book = steps.export_book(chapters, wav, manifest.title, max_mb,
                                      room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
+        milestones["book_written"] = time.perf_counter()
         if book is not None:
             for kind, suffix in (("book_m4b", ".m4b"), ("book_mp3", ".mp3")):
                 path = str(wav.with_suffix(suffix))
@@ -183,6 +201,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                                                                       author=manifest.author, kind=kind,
                                                                       ceiling_dbtp=target.ceiling)))
         encoded += [f.result() for f in encodes]
+        milestones["encoded"] = time.perf_counter()
 
     for m in mastered.values():
         if not m.report.passed:
@@ -191,7 +210,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows += _recorded_loudness(db, [c.path for c in chapters if c.path in reused])
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
-                    warnings)
+                    warnings, milestones)
 
 
 def _mastering_plan(script: Script, jobs: list[RenderJob], target: LoudnessTarget, out: Path, db: Path,

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from engine.errors import EngineError, UserInputError, VoicebatchError
 from engine.registry import engine_class
@@ -54,6 +55,7 @@ class RunSummary:
     qa: list[dict] = field(default_factory=list)  # QA attempts (qa_takes rows); empty when QA is off
     qa_seconds: float = 0.0  # transcription time in this run
     review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
+    milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
 
 
 def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
@@ -80,6 +82,12 @@ def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, d
         raise kind(f"{len(problems)} voices cannot be used:\n" + "\n".join(f"  - {p}" for p in problems))
     voice_records.record_run_voices(db, voice_prep.run_voice_rows(run_id, script, prepared, datetime.now()))
     return voice_prep.with_prepared_voices(script, prepared)
+
+
+def _milestones(started: float, spans: list[tuple[float, float]], delivered: dict[str, float]) -> dict[str, float]:
+    """Seconds from the run's start to the first engine call, the last one's end, each delivery step, the end."""
+    at = {"render_start": min(b for b, _ in spans), "render_end": max(e for _, e in spans)} if spans else {}
+    return {name: t - started for name, t in {**at, **delivered, "finished": time.perf_counter()}.items()}
 
 
 @flow(name="render-manifest", log_prints=True)
@@ -109,13 +117,14 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = _preload_voices(script, speaker_engine, out, db, run_id)
         qa_plan = quality.qa_plan(script.manifest.qa, qa, settings)
-        setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype,
+        # quote(): Prefect would otherwise walk every line of a large script and every key looking for futures.
+        setup = steps.prepare_engines(quote(script), engine, settings.engine, settings.device, settings.dtype,
                                       speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
         if len(jobs) > settings.max_takes_per_run:
             raise UserInputError(f"{manifest}: plans {len(jobs)} takes, more than VOICEBATCH_MAX_TAKES_PER_RUN="
                                  f"{settings.max_takes_per_run}; split the manifest or raise the limit")
-        hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, [j.key for j in jobs])
+        hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, quote([j.key for j in jobs]))
         cache.record_takes(db, adopted)
         takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
@@ -132,12 +141,12 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
         futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
                                              limits, script.manifest.scene) for b in batches]
-        engine_of = {j.key: j.engine for j in jobs}
         # Takes are recorded as each batch lands, so a run killed later still reuses them. Recording stays in
         # this process on one thread (one database writer) whatever runs the renders (threads or Dask).
         with ThreadPoolTaskRunner(max_workers=1) as bookkeeping:
-            records = [bookkeeping.submit(steps.record_batch, dict(result=f, engine_of=engine_of, run_id=run_id, db=db,
-                                                                   progress=progress)) for f in futures]
+            records = [bookkeeping.submit(steps.record_batch, dict(
+                result=f, engine_of={j.key: b.engine for j in b.jobs}, run_id=run_id, db=db, progress=progress))
+                for b, f in zip(batches, futures)]  # each batch's own keys: Prefect walks every task input
             checked = quality.QaOutcome()
             if qa_plan:
                 # QA beside the render lane and normalisation as each batch lands; mastering waits for the takes
@@ -209,4 +218,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       render_phase_seconds=max((e for _, e in spans), default=0) - min((b for b, _ in spans), default=0),
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
-                      qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page)
+                      qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page,
+                      milestones=_milestones(started, spans, delivery.milestones))

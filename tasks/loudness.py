@@ -1,4 +1,4 @@
-"""Loudness: targets and presets, BS.1770-4 measurement (pyloudnorm), normalisation in lufs/rms/peak mode
+"""Loudness: targets and presets, BS.1770-4 measurement (tasks/bs1770.py), normalisation in lufs/rms/peak mode
 with a true-peak ceiling, and the per-chapter report checked against the preset. Pure numpy in and out."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from tasks.limiter import enforce_ceiling, limit_true_peak, true_peak_dbtp, true_peak_envelope
+from tasks import bs1770
+from tasks.limiter import enforce_ceiling, exact_above, limit_true_peak, true_peak_dbtp, true_peak_envelope
 
 MODES = ("lufs", "rms", "peak")
 PRESETS = ("audiobook", "podcast", "broadcast", "custom")
@@ -92,27 +93,19 @@ def _db(power_or_amplitude: float, power: bool = False) -> float:
 def integrated_lufs(audio: np.ndarray, rate: int) -> float:
     """BS.1770-4 integrated (gated) loudness. A take shorter than one gating block is measured repeated to
     that length, which keeps its mean square: the loudness of the take itself, ungated."""
-    import pyloudnorm
-
     x = np.asarray(audio, dtype=np.float64)
     if x.size == 0 or not np.any(x):
         return float("-inf")
     block = int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1
     if x.size < block:
         x = np.tile(x, block // x.size + 1)
-    return float(pyloudnorm.Meter(rate).integrated_loudness(x))
+    return bs1770.integrated_loudness(x, rate)
 
 
 def loudness_range(audio: np.ndarray, rate: int) -> float | None:
     """EBU Tech 3342 loudness range in LU; None when the audio is too short or quiet to have one."""
-    import pyloudnorm
-
-    x = np.asarray(audio, dtype=np.float64)
-    try:
-        value = pyloudnorm.Meter(rate).loudness_range(x)
-    except ValueError:
-        return None
-    return None if value is None or not np.isfinite(value) else float(value)
+    value = bs1770.loudness_range(np.asarray(audio, dtype=np.float64), rate)
+    return None if value is None or not np.isfinite(value) else value
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
@@ -157,7 +150,10 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
     if not math.isfinite(before):  # silence: nothing to scale
         return x.copy(), Adjustment(before, 0.0, before, true_peak_dbtp(x, rate))
     aim = min(target.target, target.limit_at) if target.mode == "peak" else target.target
-    envelope = true_peak_envelope(x, rate)  # scales with gain: computed once, not once per round
+    # The envelope scales with gain, so x's serves every round; it is exact only above the level where the
+    # limiter acts at the gain in hand (cheap), and read again further down only if a round's gain needs it.
+    acts_at = 10 ** (target.limit_at / 20) * 0.995
+    envelope, exact_from = np.zeros(0), math.inf
     gain, out, now = 0.0, x, before
     slope = 1.0  # level change per dB of gain: below 1 once the limiter takes part of each step
     for _ in range(NORMALISE_ROUNDS):
@@ -167,12 +163,16 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
         previous_gain, previous_level = gain, now
         gain = float(np.clip(gain + step / slope, -MAX_GAIN_DB, MAX_GAIN_DB))
         scale = 10 ** (gain / 20)
+        if acts_at / scale < exact_from:  # 6 dB to spare: later rounds, which raise the gain, reuse it
+            exact_from = exact_above(x, acts_at / scale / 2)
+            envelope = true_peak_envelope(x, rate, floor=exact_from)
         out = limit_true_peak(x * scale, target.limit_at, rate, envelope=envelope * scale)
         now = level(out, target.mode, rate)
         if abs(gain - previous_gain) > 1e-3:
             slope = float(np.clip((now - previous_level) / (gain - previous_gain), 0.25, 1.0))
-    out, peak = enforce_ceiling(out, target.limit_at, rate)
-    return out, Adjustment(before, gain, level(out, target.mode, rate), peak)
+    checked, peak = enforce_ceiling(out, target.limit_at, rate)
+    after = now if np.array_equal(checked, out) else level(checked, target.mode, rate)  # unchanged: already measured
+    return checked, Adjustment(before, gain, after, peak)
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,18 @@ def test_dialogue_speakers_use_their_own_engines_and_seeds(demo_runs):
                       "FROM renders WHERE run_id = ? GROUP BY ALL ORDER BY speaker", [summary.run_id])
     assert [(r["speaker"], r["engine"], r["seed"]) for r in by_speaker] == [("Ava", "hibari", 1), ("Joe", "piper", 11)]
     assert '"temperature": 0.6' in by_speaker[1]["params"]
+
+
+def test_run_milestones_are_in_order_and_the_takes_are_normalised_before_the_chapters(demo_runs):
+    """The summary says when each step of the run was reached: the bench reads (a)'s time to normalised takes
+    (the plain loop's deliverable) and what mastering and the book add after the last render from these."""
+    _, runs = demo_runs
+    for name, summary in runs.items():
+        at = summary.milestones
+        order = ["render_start", "render_end", "takes_normalised", "chapters_mastered", "book_written", "encoded",
+                 "finished"]
+        assert list(at) == order, (name, at)
+        times = [at[k] for k in order]
+        assert all(0 < a <= b for a, b in zip(times, times[1:])), (name, at)
+        assert at["book_written"] <= summary.wall_seconds <= at["finished"]
+        assert at["render_end"] - at["render_start"] == pytest.approx(summary.render_phase_seconds, abs=1e-6)

@@ -1,0 +1,82 @@
+"""The fast meters read what the slow reference readings read: vectorised BS.1770 loudness and loudness range
+against pyloudnorm's own loops, and the true-peak envelope (full, and pruned above a floor) against scipy's
+resample_poly at the same factor and filter."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks import bs1770
+from tasks.limiter import _interpolation_filter, oversampling_factor, true_peak_dbtp, true_peak_envelope
+from tasks.loudness import integrated_lufs, loudness_range, normalise, resolve_target
+from test_loudness import speechlike
+
+RATE = 24_000
+
+
+def signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    tone = (0.3 * np.sin(2 * np.pi * 997 * np.arange(4 * RATE) / RATE)).astype(np.float32)
+    quiet_then_loud = np.concatenate([np.zeros(RATE), 1e-4 * rng.standard_normal(3 * RATE), tone])
+    return {"speech": speechlike(12.0, seed=3, level=0.2), "noise": 0.01 * rng.standard_normal(5 * RATE),
+            "gated": quiet_then_loud.astype(np.float32), "long speech": speechlike(40.0, seed=4, level=0.1)}
+
+
+@pytest.mark.parametrize("name", list(signals()))
+def test_loudness_and_range_match_pyloudnorm(name):
+    import pyloudnorm
+
+    x = signals()[name].astype(np.float64)
+    meter = pyloudnorm.Meter(RATE)
+    assert bs1770.integrated_loudness(x, RATE) == pytest.approx(meter.integrated_loudness(x), abs=1e-9)
+    assert integrated_lufs(x, RATE) == pytest.approx(meter.integrated_loudness(x), abs=1e-9)
+    assert loudness_range(x, RATE) == pytest.approx(pyloudnorm.Meter(RATE).loudness_range(x), abs=1e-7)
+
+
+def test_meters_on_silence_and_short_audio():
+    assert integrated_lufs(np.zeros(RATE), RATE) == float("-inf")
+    assert bs1770.integrated_loudness(np.full(RATE, 1e-6), RATE) == float("-inf")  # every block under -70 LUFS
+    assert loudness_range(np.zeros(RATE), RATE) is None
+    assert loudness_range(np.full(100, 0.1), RATE) is None  # shorter than one 3 s block, even padded
+    assert true_peak_dbtp(np.zeros(0), RATE) == float("-inf")
+
+
+def reference_envelope(x: np.ndarray, rate: int) -> np.ndarray:
+    """Per sample, the largest magnitude of scipy's oversampled signal from it up to the next sample."""
+    from scipy.signal import resample_poly
+
+    factor = oversampling_factor(rate)
+    up = resample_poly(x.astype(np.float64), factor, 1, window=_interpolation_filter(factor))
+    return np.maximum(np.abs(up).reshape(-1, factor).max(axis=1), np.abs(x))
+
+
+@pytest.mark.parametrize("rate", [24_000, 44_100])
+def test_true_peak_envelope_matches_resample_poly(rate):
+    x = speechlike(6.0, seed=5, level=0.4)
+    expected = reference_envelope(x, rate)
+    assert np.max(np.abs(true_peak_envelope(x, rate) - expected)) < 1e-6
+    floor = 0.6 * float(expected.max())
+    pruned = true_peak_envelope(x, rate, floor=floor)
+    above = expected > floor
+    assert above.any() and not above.all()
+    assert np.max(np.abs(pruned[above] - expected[above])) < 1e-6  # exact wherever it can matter
+    assert np.all(pruned[~above] <= floor + 1e-6)
+    assert true_peak_dbtp(x, rate) == pytest.approx(20 * np.log10(expected.max()), abs=1e-5)
+
+
+def test_true_peak_between_samples_is_found_in_a_pruned_block():
+    """A lone inter-sample peak (alternating full-scale samples) in a long silence: the pruning must not skip it."""
+    x = np.zeros(5 * RATE, np.float32)
+    x[3 * RATE:3 * RATE + 8] = 0.5 * np.array([1, 1, -1, -1, 1, 1, -1, -1], np.float32)
+    assert true_peak_dbtp(x, RATE) == pytest.approx(20 * np.log10(reference_envelope(x, RATE).max()), abs=1e-5)
+    assert true_peak_dbtp(x, RATE) > 20 * np.log10(0.5) + 0.5  # the peak between the samples is higher
+
+
+def test_normalised_take_meets_the_target_on_the_reference_meters():
+    import pyloudnorm
+
+    target = resolve_target("audiobook")
+    out, adj = normalise(speechlike(8.0, seed=9, level=0.6), target, RATE)
+    assert pyloudnorm.Meter(RATE).integrated_loudness(out.astype(np.float64)) == pytest.approx(target.target, abs=0.1)
+    assert 20 * np.log10(reference_envelope(out, RATE).max()) <= target.limit_at + 1e-4
+    assert adj.true_peak_dbtp == pytest.approx(20 * np.log10(reference_envelope(out, RATE).max()), abs=1e-4)
