@@ -185,11 +185,11 @@ def test_sweep_points_label_the_columns_when_a_sweep_recorded_them(two_runs, tmp
     shutil.copy(out / "provenance.duckdb", db)
     con = duckdb.connect(str(db))
     try:
-        con.execute("CREATE TABLE sweep_takes (run_id VARCHAR, point INTEGER, point_params VARCHAR, chapter INTEGER, "
-                    "line INTEGER, chunk INTEGER, seed BIGINT, cache_key VARCHAR)")
-        for point, run in ((1, a.run_id), (2, b.run_id)):
-            con.execute("INSERT INTO sweep_takes SELECT run_id, ?, ?, chapter, line, chunk, seed, cache_key FROM renders "
-                        "WHERE run_id = ?", [point, json.dumps({"seed": point, "top_k": 50}), run])
+        # The table is the sweeps' migration's; these two renders are tagged as if a sweep had made them.
+        for point, run in (("1", a.run_id), ("2", b.run_id)):
+            con.execute("INSERT INTO sweep_takes (run_id, point, point_params, chapter, line, chunk, seed, cache_key) "
+                        "SELECT run_id, ?, ?, chapter, line, chunk, seed, cache_key FROM renders WHERE run_id = ?",
+                        [point, json.dumps({"seed": int(point), "top_k": 50}), run])
     finally:
         con.close()
     html = write_review_page(db, [a.run_id, b.run_id], tmp_path / "sweep.html").read_text()
