@@ -3,7 +3,6 @@ the chapters whose takes changed, export, record provenance and publish the run'
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,21 +13,18 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from engine.errors import EngineError, UserInputError, VoicebatchError
-from engine.registry import engine_class
+from engine.errors import UserInputError
 from engine.settings import get_settings
 from flows import quality, review_link
 from flows.deliver import deliver
+from flows.run_start import preload_voices, run_place
 from flows.runners import remote_task_runner
-from tasks import cache, provenance, qa_report, report, run_record, steps, voice_prep, voice_records
+from tasks import cache, provenance, qa_report, report, run_record, steps
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
-from tasks.errors import VoiceError
-from tasks.ingest import Script
 from tasks.mastering import take_level_rows
 from tasks.overrides import apply_overrides, parse_overrides
 from tasks.plan import group_jobs, plan_jobs
 from tasks.render import speaker_engines
-from tasks.temp_files import remove_stale_temp_files
 from tasks.workers import worker_rows
 
 
@@ -58,32 +54,6 @@ class RunSummary:
     milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
 
 
-def _preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
-    """Stage every voice's reference and settle its transcript, one task per voice in parallel, before
-    planning: a bad clip is refused before anything renders. Whisper runs for voices whose engine speaks
-    with the reference (every voice with VOICEBATCH_TRANSCRIBE=always)."""
-    settings = get_settings()
-    hearing = {v.id for s, v in script.voices.items()
-               if settings.transcribe == "always" or engine_class(speaker_engine[s]).uses_reference}
-    conversion = voice_prep.conversion_settings(settings)
-    futures = {voice.id: steps.prepare_voice.submit(
-        voice, voice_prep.staging_dir(out), db, conversion, settings.whisper_model if voice.id in hearing else None,
-        settings.device) for voice in {v.id: v for v in script.voices.values()}.values()}
-    prepared, problems = {}, []
-    for voice_id, future in futures.items():
-        try:
-            prepared[voice_id] = future.result()
-        except VoicebatchError as e:
-            problems.append(e)
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        kind = VoiceError if all(isinstance(p, UserInputError) for p in problems) else EngineError
-        raise kind(f"{len(problems)} voices cannot be used:\n" + "\n".join(f"  - {p}" for p in problems))
-    voice_records.record_run_voices(db, voice_prep.run_voice_rows(run_id, script, prepared, datetime.now()))
-    return voice_prep.with_prepared_voices(script, prepared)
-
-
 def _milestones(started: float, spans: list[tuple[float, float]], delivered: dict[str, float]) -> dict[str, float]:
     """Seconds from the run's start to the first engine call, the last one's end, each delivery step, the end."""
     at = {"render_start": min(b for b, _ in spans), "render_end": max(e for _, e in spans)} if spans else {}
@@ -100,10 +70,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     the run's review page is written and linked."""
     settings = get_settings()
     logger = get_run_logger()
-    out = Path(output_dir) if output_dir else settings.output_dir
-    db, takes_dir = settings.db_path or out / "provenance.duckdb", out / "takes"
-    started = time.perf_counter()
-    run_id = str(flow_run.get_id() or uuid.uuid4())
+    place = run_place(output_dir, settings)
+    out, db, takes_dir, run_id, started = place.out, place.db, place.takes_dir, place.run_id, place.started
 
     run_overrides = parse_overrides(overrides)
     script = apply_overrides(steps.ingest_manifest(Path(manifest), settings.voices_dir), run_overrides)
@@ -111,11 +79,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force,
                                                   overrides=provenance.as_json(run_overrides.as_record())))
     try:
-        stale = remove_stale_temp_files(out)
-        if stale:
-            logger.info("removed %d temporary files left by a killed run", len(stale))
         speaker_engine = speaker_engines(script, engine, settings.engine)
-        script = _preload_voices(script, speaker_engine, out, db, run_id)
+        script = preload_voices(script, speaker_engine, out, db, run_id)
         qa_plan = quality.qa_plan(script.manifest.qa, qa, settings)
         # quote(): Prefect would otherwise walk every line of a large script and every key looking for futures.
         setup = steps.prepare_engines(quote(script), engine, settings.engine, settings.device, settings.dtype,

@@ -4,7 +4,6 @@ and seeds (one render batch per point, the engine warm throughout, the ordinary 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from engine.errors import UserInputError
 from engine.registry import engine_class
 from engine.settings import get_settings
 from flows import quality, review_link
-from flows.render import _preload_voices
+from flows.run_start import preload_voices, run_place
 from tasks import cache, provenance, report, run_record, steps, sweep_score
 from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.ingest import Script
@@ -92,10 +91,8 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
     sweep's review page (each line under every point, side by side) is written and linked."""
     settings = get_settings()
     logger = get_run_logger()
-    out = Path(output_dir) if output_dir else settings.output_dir
-    db, takes_dir = settings.db_path or out / "provenance.duckdb", out / "takes"
-    started = time.perf_counter()
-    run_id = str(flow_run.get_id() or uuid.uuid4())
+    place = run_place(output_dir, settings)
+    out, db, takes_dir, run_id, started = place.out, place.db, place.takes_dir, place.run_id, place.started
     spec = spec_from_block(spec_block(grid, points, seeds, chapter, lines, speaker), "sweep")
 
     script = steps.ingest_manifest(Path(manifest), settings.voices_dir)
@@ -104,7 +101,7 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
                                                   script.manifest.title, out, False, kind="sweep"))
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
-        script = _preload_voices(script, speaker_engine, out, db, run_id)
+        script = preload_voices(script, speaker_engine, out, db, run_id)
         asr = quality.qa_plan(Qa(enabled=True), None, settings) if wer else None
         setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype, speaker_engine)
         selected = select_jobs(script, plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words), spec)

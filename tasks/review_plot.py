@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.bs1770 import k_weighted_squares
+
 SHORT_TERM_SECONDS = 3.0  # EBU R128 short-term window
 MAX_POINTS = 1500  # plot points per chapter: the hop grows with the chapter's length
 MIN_HOP_SECONDS = 0.1
@@ -22,27 +24,16 @@ class LoudnessCurve:
     lufs: np.ndarray
 
 
-def k_weighted(audio: np.ndarray, rate: int) -> np.ndarray:
-    """The BS.1770 K-weighting (high shelf, then high pass), with pyloudnorm's filter stages."""
-    from pyloudnorm import IIRfilter
-
-    x = np.asarray(audio, dtype=np.float64)
-    for stage in (IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, rate, "high_shelf"),
-                  IIRfilter(0.0, 0.5, 38.0, rate, "high_pass")):
-        x = stage.apply_filter(x)
-    return x
-
-
 def short_term_loudness(audio: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(window centre in seconds, short-term LUFS) for mono audio; a chapter shorter than the window is one
     window of its own length."""
-    x = k_weighted(audio, rate)
-    if x.size == 0:
+    squares = k_weighted_squares(audio, rate)
+    if squares.size == 0:
         return np.zeros(0), np.zeros(0)
-    window = min(x.size, int(SHORT_TERM_SECONDS * rate))
-    hop = max(int(MIN_HOP_SECONDS * rate), (x.size - window) // MAX_POINTS + 1)
-    energy = np.concatenate(([0.0], np.cumsum(x * x)))
-    starts = np.arange(0, x.size - window + 1, hop)
+    window = min(squares.size, int(SHORT_TERM_SECONDS * rate))
+    hop = max(int(MIN_HOP_SECONDS * rate), (squares.size - window) // MAX_POINTS + 1)
+    energy = np.concatenate(([0.0], np.cumsum(squares)))
+    starts = np.arange(0, squares.size - window + 1, hop)
     mean_square = (energy[starts + window] - energy[starts]) / window
     with np.errstate(divide="ignore"):
         lufs = LUFS_OFFSET + 10 * np.log10(mean_square)
