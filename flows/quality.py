@@ -33,6 +33,10 @@ class QaOutcome:
     retake_seconds: float = 0.0
     intervals: list[tuple[float, float]] = field(default_factory=list)  # wall-clock span of each check task
 
+    def final_jobs(self, jobs: list[RenderJob]) -> list[RenderJob]:
+        """The planned jobs with each re-taken one replaced by the job of its kept take."""
+        return [self.kept_jobs.get(j.key, j) for j in jobs]
+
 
 def qa_plan(config: Qa, requested: bool | None, settings: Settings) -> QaPlan | None:
     """The run's QA plan, or None when QA is off (--qa turns it on; the manifest's `qa.enabled` otherwise).
@@ -87,5 +91,5 @@ def settler(checks: list[PrefectFuture], jobs: list[RenderJob],
     take, and the kept takes (QA's outcome lands in `out`)."""
     def settle() -> tuple[list[RenderJob], list[Take]]:
         gather(checks, out)
-        return [out.kept_jobs.get(j.key, j) for j in jobs], list(out.kept.values())
+        return out.final_jobs(jobs), list(out.kept.values())
     return settle

@@ -120,7 +120,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                                db, takes_dir, settings, limits)
                 delivery = deliver(script, jobs, batches, futures, BatchResult(), out, db, force,
                                    settings.max_output_mb, logger, settle=quality.settler(checks, jobs, checked))
-                jobs = [checked.kept_jobs.get(j.key, j) for j in jobs]
+                jobs = checked.final_jobs(jobs)
                 hits.update(checked.reused)
             else:
                 # Normalisation, mastering and export run in their own pool while the render lane goes on.
