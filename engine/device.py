@@ -1,6 +1,7 @@
 """Device and dtype for torch engines: mps, else cuda, else cpu; a dtype that suits the device. Overridable."""
 from __future__ import annotations
 
+import os
 import re
 
 from engine.errors import EngineError
@@ -10,6 +11,14 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
           "float16": "float16", "fp16": "float16", "half": "float16"}
 # bf16 is what the weights were trained in; MPS gets fp16, which every macOS version runs.
 AUTO_DTYPE = {"cuda": "bfloat16", "mps": "float16", "cpu": "float32"}
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS has one; macOS has not)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def available_devices() -> list[str]:

@@ -8,7 +8,6 @@ with its own instance, so a 2-core machine renders two batches at once.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from engine.base import Engine
+from engine.device import usable_cores
 from engine.lane import device_lane, thread_lock
 from engine.registry import engine_class
 
@@ -69,12 +69,7 @@ def lane_count(engine: Engine) -> int:
         return 1
     from engine.settings import get_settings
 
-    if get_settings().cpu_lanes:
-        return get_settings().cpu_lanes
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
+    return get_settings().cpu_lanes or usable_cores()
 
 
 def load_lanes(name: str, device: str = "cpu", dtype: str = "auto") -> float:

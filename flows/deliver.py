@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from engine.device import usable_cores
 from flows.runners import remote_task_runner
 from tasks import cache, steps
 from tasks.batch_render import BatchResult, Take
@@ -26,7 +26,7 @@ from tasks.loudness import LoudnessTarget
 from tasks.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
 from tasks.plan import RenderBatch, RenderJob
 
-MASTERING_VERSION = "2"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+MASTERING_VERSION = "3"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
 
 @dataclass
@@ -50,10 +50,7 @@ class Delivery:
 
 def audio_workers() -> int:
     """Threads for audio work: one per core this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS has no sched_getaffinity
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def fingerprints(script: Script, jobs: list[RenderJob], target: LoudnessTarget, out: Path) -> dict[str, str]:

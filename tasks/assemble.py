@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.base import SAMPLE_RATE
+from tasks.audio_io import to_pcm16
 
 FADE_SECONDS = 0.008  # long enough to hide a step at a join, short enough not to eat a consonant
 CHAPTER_GAP_SECONDS = 2.0  # silence between chapters in the whole-book file
@@ -63,9 +64,12 @@ def room_tone(samples: int, level_dbfs: float, seed: int = 0, rate: int = SAMPLE
     if samples <= 0:
         return np.zeros(0, np.float32)
     pole = float(np.exp(-2 * np.pi * ROOM_TONE_CUTOFF_HZ / rate))
-    noise = lfilter([1 - pole], [1, -pole], np.random.default_rng(seed).standard_normal(samples))
-    noise *= 10 ** (level_dbfs / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
-    return noise.astype(np.float32)
+    # float32 throughout: a chapter-long bed is millions of samples, and -60 dBFS noise needs no more precision
+    noise = lfilter(np.float32([1 - pole]), np.float32([1, -pole]),
+                    np.random.default_rng(seed).standard_normal(samples, dtype=np.float32))
+    rms = float(np.sqrt(np.mean(np.square(noise), dtype=np.float64)))
+    noise *= np.float32(10 ** (level_dbfs / 20) / max(rms, 1e-12))
+    return noise.astype(np.float32, copy=False)
 
 
 def with_room_tone(audio: np.ndarray, level_dbfs: float | None, head: float = 0.0, tail: float = 0.0,
@@ -81,7 +85,10 @@ def with_room_tone(audio: np.ndarray, level_dbfs: float | None, head: float = 0.
 
 def assemble_book(chapters: list[np.ndarray], gap: float = CHAPTER_GAP_SECONDS, rate: int = SAMPLE_RATE,
                   room_tone_dbfs: float | None = None) -> np.ndarray:
+    """The chapters with a gap between them; 16-bit chapters give a 16-bit book with their samples untouched."""
     silence = with_room_tone(np.zeros(round(gap * rate), np.float32), room_tone_dbfs, rate=rate)
+    if chapters and chapters[0].dtype == np.int16:
+        silence = to_pcm16(silence)
     parts: list[np.ndarray] = []
     for i, audio in enumerate(chapters):
         if i:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.base import SAMPLE_RATE, sha256_file
+from engine.base import SAMPLE_RATE
 from engine.errors import VoicebatchError
 from tasks.temp_files import make_temp_beside
 
@@ -23,7 +24,10 @@ def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sam
         fd, tmp = make_temp_beside(path)
         # Encoded in memory first: libsndfile reports a short write (a full disk) as a bare assertion.
         encoded = io.BytesIO()
-        sf.write(encoded, np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")
+        # 16-bit samples are written as they are (a book copies its chapters' samples exactly); floats convert.
+        data = audio if isinstance(audio, np.ndarray) and audio.dtype == np.int16 else np.asarray(audio, np.float32)
+        sf.write(encoded, data, sample_rate, subtype=subtype, format="WAV")
+        digest = hashlib.sha256(encoded.getbuffer()).hexdigest()  # the file's bytes, without reading them back
         with os.fdopen(fd, "wb") as f:
             f.write(encoded.getbuffer())
             f.flush()
@@ -34,7 +38,7 @@ def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sam
     finally:
         if tmp is not None and Path(tmp).exists():
             Path(tmp).unlink()
-    return sha256_file(path)
+    return digest
 
 
 class OutputWriteError(VoicebatchError):
@@ -50,3 +54,14 @@ def _fix(err: OSError) -> str:
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return audio.mean(axis=1), rate
+
+
+def read_pcm16(path: Path) -> np.ndarray:
+    """A mono WAV's samples as 16-bit integers (a 16-bit file's own samples, untouched)."""
+    audio, _ = sf.read(str(path), dtype="int16", always_2d=True)
+    return audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1).round().astype(np.int16)
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1) as 16-bit integers."""
+    return np.clip(np.rint(np.asarray(audio, np.float64) * 32768), -32768, 32767).astype(np.int16)

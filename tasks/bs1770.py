@@ -86,7 +86,22 @@ def loudness_range(audio: np.ndarray, rate: int) -> float | None:
     x = np.concatenate([np.asarray(audio, dtype=np.float64), np.zeros(int(LRA_TRAILING_SILENCE_SECONDS * rate))])
     if x.size < LRA_BLOCK_SECONDS * rate:
         return None
-    z = block_mean_squares(k_weighted_squares(x, rate), rate, LRA_BLOCK_SECONDS, LRA_OVERLAP)
+    return range_of(k_weighted_squares(x, rate), rate)
+
+
+def integrated_and_range(audio: np.ndarray, rate: int) -> tuple[float, float | None]:
+    """integrated_loudness and loudness_range of audio at least one gating block long, K-weighted once: the
+    filter is causal, so the squares of the audio with LRA's trailing silence begin with the audio's own."""
+    x = np.asarray(audio, dtype=np.float64)
+    padded = np.concatenate([x, np.zeros(int(LRA_TRAILING_SILENCE_SECONDS * rate))])
+    squares = k_weighted_squares(padded, rate)
+    integrated = gated_loudness(block_mean_squares(squares[:x.size], rate, BLOCK_SECONDS, BLOCK_OVERLAP))
+    return integrated, (range_of(squares, rate) if padded.size >= LRA_BLOCK_SECONDS * rate else None)
+
+
+def range_of(squares: np.ndarray, rate: int) -> float | None:
+    """Loudness range from the K-weighted squares of the audio with its trailing silence."""
+    z = block_mean_squares(squares, rate, LRA_BLOCK_SECONDS, LRA_OVERLAP)
     loud = _lufs(z)
     loud = loud[loud >= ABSOLUTE_GATE_LUFS]
     if loud.size == 0:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import VoicebatchError
-from tasks.assemble import assemble_book, measure
-from tasks.audio_io import read_mono, write_wav_atomic
+from engine.base import SAMPLE_RATE
+from tasks.assemble import assemble_book
+from tasks.audio_io import read_pcm16, write_wav_atomic
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def check_size(path: Path, samples: int, max_mb: float) -> None:
 def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float = 2048,
                 room_tone_dbfs: float | None = None) -> OutputFile:
     """The chapters in order with a gap between them (room tone at that level, else digital silence)."""
-    audio = assemble_book([read_mono(Path(c.path))[0] for c in chapters], room_tone_dbfs=room_tone_dbfs)
+    audio = assemble_book([read_pcm16(Path(c.path)) for c in chapters], room_tone_dbfs=room_tone_dbfs)
     check_size(path, audio.size, max_mb)
     digest = write_wav_atomic(path, audio)
-    return OutputFile("book", None, title, str(path), digest, measure(audio)["duration"])
+    return OutputFile("book", None, title, str(path), digest, audio.size / SAMPLE_RATE)

@@ -158,7 +158,7 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
     slope = 1.0  # level change per dB of gain: below 1 once the limiter takes part of each step
     for _ in range(NORMALISE_ROUNDS):
         step = aim - now
-        if abs(step) < 0.02 and gain:
+        if abs(step) < 0.02 and (gain or out is x):  # on target: an assembled chapter of normalised takes
             break
         previous_gain, previous_level = gain, now
         gain = float(np.clip(gain + step / slope, -MAX_GAIN_DB, MAX_GAIN_DB))
@@ -217,9 +217,14 @@ def check(values: dict[str, float], target: LoudnessTarget) -> list[str]:
 
 def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessReport:
     x = np.asarray(audio, dtype=np.float64)
-    values = dict(integrated_lufs=integrated_lufs(x, rate), rms_dbfs=rms_dbfs(x), true_peak_dbtp=true_peak_dbtp(x, rate),
+    if x.size >= int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1 and np.any(x):  # a chapter: K-weighted once
+        integrated, lra = bs1770.integrated_and_range(x, rate)
+        lra = None if lra is None or not np.isfinite(lra) else lra
+    else:
+        integrated, lra = integrated_lufs(x, rate), loudness_range(x, rate)
+    values = dict(integrated_lufs=integrated, rms_dbfs=rms_dbfs(x), true_peak_dbtp=true_peak_dbtp(x, rate),
                   sample_peak_dbfs=_db(float(np.max(np.abs(x))) if x.size else 0.0),
                   noise_floor_dbfs=noise_floor_dbfs(x, rate))
     problems = check(values, target)
-    return LoudnessReport(loudness_range_lu=loudness_range(x, rate), passed=not problems, problems=tuple(problems),
+    return LoudnessReport(loudness_range_lu=lra, passed=not problems, problems=tuple(problems),
                           **values)

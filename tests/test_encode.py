@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.base import sha256_file
 from tasks.assemble import CHAPTER_GAP_SECONDS
 from tasks.audio_io import write_wav_atomic
 from tasks.encode import (EncodeError, chapter_marks, encode_book, encode_chapter_mp3, ffmetadata, find_ffmpeg)
@@ -97,3 +98,19 @@ def test_an_encode_over_the_ceiling_is_redone_under_it(tmp_path):
     mp3 = encode_chapter_mp3(find_ffmpeg(), chapter, "B", None, 1, 1, ceiling_dbtp=-3.0)
     assert ebur128(mp3.path).true_peak_dbtp <= -3.0
     assert ebur128(mp3.path).integrated_lufs < ebur128(path).integrated_lufs - 1  # made quieter, not clipped
+
+
+def test_the_book_carries_each_chapters_samples_exactly(book):
+    from tasks.audio_io import read_pcm16
+
+    chapters, whole = book
+    samples, start = read_pcm16(Path(whole.path)), 0
+    for chapter in chapters:
+        own = read_pcm16(Path(chapter.path))
+        assert np.array_equal(samples[start:start + own.size], own)
+        gap = samples[start + own.size:start + own.size + round(CHAPTER_GAP_SECONDS * RATE)]
+        assert gap.size == 0 or 0 < np.abs(gap).max() < 40  # room tone at -75 dBFS between chapters, not silence
+        start += own.size + round(CHAPTER_GAP_SECONDS * RATE)
+    assert start - round(CHAPTER_GAP_SECONDS * RATE) == samples.size
+    assert whole.sha256 == sha256_file(Path(whole.path))
+

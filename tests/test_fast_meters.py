@@ -80,3 +80,19 @@ def test_normalised_take_meets_the_target_on_the_reference_meters():
     assert pyloudnorm.Meter(RATE).integrated_loudness(out.astype(np.float64)) == pytest.approx(target.target, abs=0.1)
     assert 20 * np.log10(reference_envelope(out, RATE).max()) <= target.limit_at + 1e-4
     assert adj.true_peak_dbtp == pytest.approx(20 * np.log10(reference_envelope(out, RATE).max()), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", list(signals()))
+def test_one_k_weighting_pass_reads_what_the_two_meters_read(name):
+    x = signals()[name].astype(np.float64)
+    integrated, lra = bs1770.integrated_and_range(x, RATE)
+    assert integrated == bs1770.integrated_loudness(x, RATE)
+    assert lra == bs1770.loudness_range(x, RATE) or (lra is None and bs1770.loudness_range(x, RATE) is None)
+
+
+def test_audio_already_on_target_is_not_regained():
+    target = resolve_target("audiobook")
+    on_target, _ = normalise(speechlike(30.0, seed=5, level=0.2), target, RATE)
+    again, adjustment = normalise(on_target, target, RATE)
+    assert adjustment.gain_db == 0.0 and abs(adjustment.after - target.target) < 0.02
+    assert np.array_equal(again, on_target)  # its peaks were already under the ceiling: nothing touched
