@@ -65,6 +65,11 @@ def save(name: str, results: dict) -> None:
 
 def lines_of(manifest: Path, engine: str) -> list:
     """The manifest's lines as engine requests, in script order (what a hand-written loop would build)."""
+    return [request for _, request in planned_lines(manifest, engine)[1]]
+
+
+def planned_lines(manifest: Path, engine: str) -> tuple:
+    """The ingested script, and its lines as (job, engine request) pairs in script order."""
     from engine.base import RenderRequest
     from engine.settings import get_settings
     from tasks.ingest import ingest
@@ -75,4 +80,4 @@ def lines_of(manifest: Path, engine: str) -> list:
     script = ingest(manifest, settings.voices_dir)
     setup = prepare_engines(script, engine, settings.engine, "cpu", "auto")
     jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
-    return [RenderRequest(j.text, setup.prompts[j.engine][j.voice_id], j.params, j.key) for j in jobs]
+    return script, [(j, RenderRequest(j.text, setup.prompts[j.engine][j.voice_id], j.params, j.key)) for j in jobs]

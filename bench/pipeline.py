@@ -3,6 +3,7 @@
   (a) voicebatch's render flow (Prefect start-up reported apart; WAV only, as (b) writes, and again with
       MP3/M4B encoding when ffmpeg is present);
   (b) a plain loop: one process, the engine loaded once, lines in order, each take normalised inline and written;
+  (b') the same loop followed by what (a) also delivers: the chapters mastered and the book WAV (same code);
   (c) the old web UI's way: one request per line, the voice prompt prepared and the reference clip re-read
       and resampled per request, normalisation on the same thread, caches released after each request.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, lines_of, prepare_environment, save, write_manifest  # noqa: E402
+from bench.common import ROOT, lines_of, planned_lines, prepare_environment, save, write_manifest  # noqa: E402
 from engine.device import usable_cores  # noqa: E402
 
 ENGINE = "hibari"  # the embedded default: where orchestration overhead shows most
@@ -66,6 +67,38 @@ def plain_loop(manifest: Path, out: Path) -> tuple[float, float]:
         audio, _ = normalise(audio, target, 24_000)
         write_wav_atomic(out / f"{i:05d}.wav", audio)
         audio_seconds += audio.size / 24_000
+    return time.perf_counter() - start, audio_seconds
+
+
+def plain_loop_with_chapters(manifest: Path, out: Path) -> tuple[float, float]:
+    """(b'): (b), then what (a) also delivers, in the same process after the loop: each chapter assembled from
+    its normalised takes and mastered, and the book WAV; the same code as the flow's, no orchestration."""
+    from engine.pool import warm_engine
+    from flows.deliver import book_path
+    from tasks.audio_io import write_wav_atomic
+    from tasks.export import chapter_path, export_book
+    from tasks.loudness import normalise
+    from tasks.mastering import master_chapter
+
+    start = time.perf_counter()
+    engine = warm_engine(ENGINE, "cpu", "auto", lane=92).engine
+    script, lines = planned_lines(manifest, ENGINE)
+    target = script.manifest.loudness.resolve()
+    normalised, audio_seconds = {}, 0.0
+    for job, request in lines:
+        audio, _ = normalise(engine.render([request])[0], target, 24_000)
+        path = out / "takes" / f"{job.key}.wav"
+        write_wav_atomic(path, audio, subtype="PCM_24")
+        normalised[job.key] = str(path)
+        audio_seconds += audio.size / 24_000
+    chapters, d = [], script.manifest.defaults
+    for ch in script.chapters:
+        jobs = [job for job, _ in lines if job.chapter == ch.index]
+        chapters.append(master_chapter(jobs, normalised, chapter_path(out, script.manifest.title, ch.index, ch.title),
+                                       ch.index, ch.title, d.speaker_pause_duration, d.chunk_pause_duration,
+                                       target).output)
+    export_book(chapters, book_path(script, out), script.manifest.title,
+                room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
     return time.perf_counter() - start, audio_seconds
 
 
@@ -142,6 +175,7 @@ def main() -> None:
 
     with CpuClock() as b_cpu:
         b_wall, b_audio = plain_loop(manifest, scratch / "loop")
+    b2_wall, _ = plain_loop_with_chapters(manifest, scratch / "loop-chapters")
     c_wall, c_audio = old_web_ui(manifest, scratch / "old")
     a = flow_run(manifest, scratch / "flow", encode=False)
     a_enc = flow_run(manifest, scratch / "flow-encoded", encode=True)
@@ -174,6 +208,8 @@ def main() -> None:
         "b_cpu_s": round(b_cpu.process + b_cpu.others, 2), "cores": usable_cores(),
         "ratio_a_over_b_at_best (b wall / (a cpu / cores))": round(b_wall / (a["cpu_s"] / usable_cores()), 2),
         "b_plain_loop_wall_s": round(b_wall, 2), "b_audio_s_per_s": round(b_rate, 1),
+        "b2_plain_loop_with_chapters_and_book_wall_s": round(b2_wall, 2),
+        "ratio_a_over_b2 (same deliverable: chapters and book WAV)": round(b2_wall / a["wall_s"], 2),
         "c_old_web_ui_wall_s": round(c_wall, 2), "c_audio_s_per_s": round(c_rate, 1),
         "ratio_a_over_b": round(a_rate / b_rate, 2), "ratio_a_over_c": round(a_rate / c_rate, 2),
         "ratio_a_takes_normalised_over_b": round(b_wall / a["at"]["takes_normalised"], 2),

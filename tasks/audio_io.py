@@ -63,5 +63,10 @@ def read_pcm16(path: Path) -> np.ndarray:
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1) as 16-bit integers."""
-    return np.clip(np.rint(np.asarray(audio, np.float64) * 32768), -32768, 32767).astype(np.int16)
+    """Float samples in [-1, 1) as 16-bit integers, rounded to the nearest step of the scale reading uses."""
+    return np.clip(np.rint(np.asarray(audio, np.float32) * np.float32(32768)), -32768, 32767).astype(np.int16)
+
+
+def from_pcm16(samples: np.ndarray) -> np.ndarray:
+    """16-bit samples as the floats that reading them from a WAV gives (read_mono)."""
+    return samples.astype(np.float32) / np.float32(32768)

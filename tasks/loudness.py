@@ -215,6 +215,14 @@ def check(values: dict[str, float], target: LoudnessTarget) -> list[str]:
     return problems
 
 
+def on_target(measured: LoudnessReport, target: LoudnessTarget) -> bool:
+    """Whether audio with this report is what normalise() would leave as it is: its level within 0.02 dB of
+    the aim and its true peak under the limiter's threshold."""
+    got = {"lufs": measured.integrated_lufs, "rms": measured.rms_dbfs, "peak": measured.true_peak_dbtp}[target.mode]
+    aim = min(target.target, target.limit_at) if target.mode == "peak" else target.target
+    return abs(got - aim) < 0.02 and measured.true_peak_dbtp <= target.limit_at
+
+
 def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessReport:
     x = np.asarray(audio, dtype=np.float64)
     if x.size >= int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1 and np.any(x):  # a chapter: K-weighted once

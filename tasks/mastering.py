@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.base import SAMPLE_RATE
-from tasks.assemble import Segment, assemble_chapter, measure, with_room_tone
-from tasks.audio_io import read_mono, write_wav_atomic
+from tasks.assemble import Segment, assemble_chapter, with_room_tone
+from tasks.audio_io import from_pcm16, read_mono, to_pcm16, write_wav_atomic
 from tasks.export import OutputFile, check_size
-from tasks.loudness import LoudnessReport, LoudnessTarget, normalise, report
+from tasks.loudness import LoudnessReport, LoudnessTarget, normalise, on_target, report
 from tasks.plan import RenderJob
 from tasks.batch_render import BatchResult, Take
 from tasks.workers import worker_name
@@ -86,12 +86,19 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
     audio = assemble_chapter(segments, speaker_pause, chunk_pause)
     audio = with_room_tone(audio, target.room_tone_dbfs if target.room_tone else None,
                            target.head_seconds, target.tail_seconds, seed=index)
-    audio, adj = normalise(audio, target, SAMPLE_RATE)
     check_size(path, audio.size, max_mb)
-    digest = write_wav_atomic(path, audio)
-    written, rate = read_mono(path)
-    output = OutputFile("chapter", index, title, str(path), digest, measure(written, rate)["duration"])
-    return MasteredChapter(output, report(written, target, rate), adj.gain_db)
+    # Measured on the very 16-bit samples that are written. A chapter of takes normalised in LUFS is already on
+    # target with its peaks under the ceiling: then that one reading is the report and nothing is re-gained.
+    samples = to_pcm16(audio)
+    measured = report(from_pcm16(samples), target, SAMPLE_RATE)
+    gain_db = 0.0
+    if not on_target(measured, target):
+        corrected, adj = normalise(audio, target, SAMPLE_RATE)
+        samples, gain_db = to_pcm16(corrected), adj.gain_db
+        measured = report(from_pcm16(samples), target, SAMPLE_RATE)
+    digest = write_wav_atomic(path, samples)
+    output = OutputFile("chapter", index, title, str(path), digest, samples.size / SAMPLE_RATE)
+    return MasteredChapter(output, measured, gain_db)
 
 
 def take_level_rows(run_id: str, takes: list[NormalisedTake]) -> list[dict]:
