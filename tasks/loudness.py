@@ -41,6 +41,11 @@ class LoudnessTarget:
     def limit_at(self) -> float:
         return self.ceiling - ENCODE_MARGIN_DB
 
+    @property
+    def aim(self) -> float:
+        """The level normalisation aims at, in the mode's units (a peak target never above the limiter)."""
+        return min(self.target, self.limit_at) if self.mode == "peak" else self.target
+
     def describe(self) -> str:
         unit = {"lufs": "LUFS", "rms": "dBFS RMS", "peak": "dBTP"}[self.mode]
         return f"{self.preset}: {self.target:g} {unit}, true peak <= {self.ceiling:g} dBTP"
@@ -149,7 +154,7 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
     before = level(x, target.mode, rate)
     if not math.isfinite(before):  # silence: nothing to scale
         return x.copy(), Adjustment(before, 0.0, before, true_peak_dbtp(x, rate))
-    aim = min(target.target, target.limit_at) if target.mode == "peak" else target.target
+    aim = target.aim
     # The envelope scales with gain, so x's serves every round; it is exact only above the level where the
     # limiter acts at the gain in hand (cheap), and read again further down only if a round's gain needs it.
     acts_at = 10 ** (target.limit_at / 20) * 0.995
@@ -158,7 +163,7 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
     slope = 1.0  # level change per dB of gain: below 1 once the limiter takes part of each step
     for _ in range(NORMALISE_ROUNDS):
         step = aim - now
-        if abs(step) < 0.02 and (gain or out is x):  # on target: an assembled chapter of normalised takes
+        if abs(step) < 0.02 and (gain or out is x):  # already on target: no gain, only the ceiling checked
             break
         previous_gain, previous_level = gain, now
         gain = float(np.clip(gain + step / slope, -MAX_GAIN_DB, MAX_GAIN_DB))
@@ -219,8 +224,7 @@ def on_target(measured: LoudnessReport, target: LoudnessTarget) -> bool:
     """Whether audio with this report is what normalise() would leave as it is: its level within 0.02 dB of
     the aim and its true peak under the limiter's threshold."""
     got = {"lufs": measured.integrated_lufs, "rms": measured.rms_dbfs, "peak": measured.true_peak_dbtp}[target.mode]
-    aim = min(target.target, target.limit_at) if target.mode == "peak" else target.target
-    return abs(got - aim) < 0.02 and measured.true_peak_dbtp <= target.limit_at
+    return abs(got - target.aim) < 0.02 and measured.true_peak_dbtp <= target.limit_at
 
 
 def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessReport:
