@@ -29,7 +29,7 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern:
     # Longest first: at one position the regex alternation takes the first alternative that matches.
     ordered = sorted(terms, key=lambda t: (-len(t), t))
     alternatives = "|".join(r"\s+".join(re.escape(w) for w in t.split()) for t in ordered)
-    return re.compile(rf"(?<![\w'’-])(?:{alternatives})(?![\w-])")
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
 
 
 def _term_of(matched: str, terms: Iterable[str]) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.base import DecodingParams
-from engine.lexicon import Entries, matching_entries
+from engine.lexicon import Entries, is_phonemes, matching_entries
 from tasks.chunking import chunk_text, normalise_text
 from tasks.ingest import Script, ScriptLine
 from tasks.pronunciations import speaker_lexicon
@@ -27,6 +27,7 @@ class EngineFacts:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # voice id -> effective options
     uses_reference: bool = False  # the engine speaks with the staged reference clip
     batch_size: int = 16  # most jobs per render call, as the engine declares
+    reads_phonemes: bool = False  # `/phonemes/` pronunciations apply to it; else they are left out
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
             texts = chunk_text(line.text, budget)
             for chunk_index, text in enumerate(texts):
                 last = chunk_index == len(texts) - 1
-                said = matching_entries(text, lexicon)
+                said = tuple(e for e in matching_entries(text, lexicon) if facts.reads_phonemes or not is_phonemes(e[1]))
                 jobs.append(RenderJob(
                     chapter=chapter.index, line=line_index, chunk=chunk_index, speaker=line.speaker,
                     voice_id=voice.id, engine=facts.name, text=text, params=params,

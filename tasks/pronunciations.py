@@ -1,5 +1,5 @@
 """The manifest's pronunciation lexicon at planning time: each speaker's entries (the manifest's, under the
-speaker's own), and the refusal of entries an engine cannot say, before anything renders."""
+speaker's own), and the checks of entries against the engines that will say them, before anything renders."""
 from __future__ import annotations
 
 import json
@@ -24,10 +24,11 @@ def _where(manifest: Manifest, speaker: str, term: str) -> str:
     return f"voices.{speaker}.pronunciations[{quoted}]" if own else f"pronunciations[{quoted}]"
 
 
-def refuse_unsayable(script, requested_engine: str | None, default_engine: str) -> None:
-    """Refuse (ManifestError, exit 2) a phoneme entry that a line's engine cannot read, or whose symbols are
-    outside that engine's alphabet; warn about entries no line uses (a typo in a key matches nothing). Runs
-    before anything is recorded or rendered; loads no model."""
+def check_pronunciations(script, requested_engine: str | None, default_engine: str) -> None:
+    """Refuse (ManifestError, exit 2) a phoneme entry whose symbols are outside the alphabet of an engine that
+    says it; warn about a phoneme entry on lines whose engine reads text only (planning leaves it out there: the
+    script's words are said, so one manifest still renders on every engine) and about entries no line uses (a
+    typo in a key matches nothing). Runs before anything is recorded or rendered; loads no model."""
     from engine.registry import engine_class
     from tasks.render import speaker_engines
 
@@ -37,6 +38,7 @@ def refuse_unsayable(script, requested_engine: str | None, default_engine: str) 
     speaker_engine = speaker_engines(script, requested_engine, default_engine)
     alphabets = {name: engine_class(name).phoneme_alphabet() for name in set(speaker_engine.values())}
     problems: dict[str, str] = {}
+    text_only: dict[str, tuple[str, str]] = {}  # entry -> (a speaker, its engine) that cannot say its phonemes
     for chapter in script.chapters:
         for line_index, line in enumerate(chapter.lines):
             engine = speaker_engine[line.speaker]
@@ -46,10 +48,7 @@ def refuse_unsayable(script, requested_engine: str | None, default_engine: str) 
                     continue
                 where = _where(manifest, line.speaker, term)
                 if alphabet is None:
-                    problems.setdefault(where, (
-                        f"{where}: gives phonemes, but {line.speaker}'s engine {engine} reads text only (first in "
-                        f"chapter {chapter.index + 1}, line {line_index + 1}); give a plain-text respelling, for "
-                        f"this speaker alone under voices.{line.speaker}.pronunciations if others need the phonemes"))
+                    text_only.setdefault(where, (line.speaker, engine))
                     continue
                 unknown = sorted(set(phonemes_of(said)) - alphabet)
                 if unknown:
@@ -59,6 +58,10 @@ def refuse_unsayable(script, requested_engine: str | None, default_engine: str) 
                         f"/ɡˈʌl ɹˈɑk/) or a plain-text respelling"))
     if problems:
         raise ManifestError(script.path, list(problems.values()))
+    for where, (speaker, engine) in text_only.items():
+        log.warning("%s: %s gives phonemes, but %s's engine %s reads text only: %s says the script's own words "
+                    "there; give voices.%s.pronunciations a plain-text respelling to change that",
+                    script.path, where, speaker, engine, speaker, speaker)
     _warn_unused(script)
 
 

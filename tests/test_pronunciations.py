@@ -17,7 +17,7 @@ from engine.lexicon import matching_entries, rewrite
 from engine.pool import warm_engine
 from tasks.errors import ManifestError
 from tasks.ingest import ingest
-from tasks.pronunciations import refuse_unsayable
+from tasks.pronunciations import check_pronunciations
 
 GULL_ROCK = "/ɡˈʌːl ɹˈɑk,/"
 
@@ -30,6 +30,7 @@ def test_matching_is_case_sensitive_on_whole_words_longest_first():
     assert rewrite(text, entries, lambda words, ph: f"<{words}|{ph}>") == (
         "<Gull  Rock|ɡˈʌːl ɹˈɑk,>'s gulls saw Gul and a Rok, not a rock, Rocks or Gullrock.")
     assert matching_entries("The rock stood.", lexicon) == ()
+    assert rewrite("She said 'Gull Rock'.", (("Gull Rock", "Gul Rok"),)) == "She said 'Gul Rok'."  # quoted
     assert rewrite("The rock stood.", ()) == "The rock stood."
     with pytest.raises(ValueError, match="reads text only"):
         rewrite("Gull Rock stood.", (("Gull Rock", GULL_ROCK),))
@@ -70,23 +71,36 @@ def test_speaker_entries_are_validated_under_their_own_path(tmp_path, voices_dir
         ingest(_manifest(tmp_path, joe={"Gull Rock": " "}), voices_dir)
 
 
-def test_phonemes_outside_the_alphabet_or_for_a_text_only_engine_are_refused(tmp_path, voices_dir):
+def test_phonemes_outside_the_engines_alphabet_are_refused(tmp_path, voices_dir):
     script = ingest(_manifest(tmp_path, {"Gull Rock": "/ɡˈʌl ʘɹˈɑk/"}, joe={"Gull Rock": "Gul Rock"}), voices_dir)
     with pytest.raises(ManifestError, match=r"pronunciations\[\"Gull Rock\"\]: 'ʘ' is not in engine hibari's "
                                             r"phoneme alphabet"):
-        refuse_unsayable(script, None, "hibari")
+        check_pronunciations(script, None, "hibari")
+
+
+def test_phonemes_are_left_out_for_an_engine_that_reads_text_only(tmp_path, voices_dir, caplog):
+    from tasks.plan import EngineFacts, plan_jobs
+
     # Joe speaks with piper, which reads text: the manifest's phonemes reach his line without his own entry.
     script = ingest(_manifest(tmp_path, {"Gull Rock": GULL_ROCK}), voices_dir)
-    with pytest.raises(ManifestError, match=r"pronunciations\[\"Gull Rock\"\]: gives phonemes, but Joe's engine "
-                                            r"piper reads text only \(first in chapter 1, line 3\)"):
-        refuse_unsayable(script, None, "hibari")
+    with caplog.at_level(logging.WARNING, logger="tasks.pronunciations"):
+        check_pronunciations(script, None, "hibari")
+    assert ('pronunciations["Gull Rock"] gives phonemes, but Joe\'s engine piper reads text only: Joe says the '
+            "script's own words there") in caplog.text
+    facts = {"hibari": EngineFacts("hibari", "m", None, "1", frozenset({"seed"}), reads_phonemes=True),
+             "piper": EngineFacts("piper", "m", None, "1", frozenset())}
+    jobs = plan_jobs(script, facts, {"Ava": "hibari", "Joe": "piper"}, 40)
+    plain = plan_jobs(ingest(_manifest(tmp_path, name="plain.yaml"), voices_dir), facts,
+                      {"Ava": "hibari", "Joe": "piper"}, 40)
+    assert [j.pronunciations for j in jobs] == [(("Gull Rock", GULL_ROCK),), (), ()]
+    assert [j.key == p.key for j, p in zip(jobs, plain)] == [False, True, True]  # Joe's take stays as it was
 
 
 def test_an_entry_no_line_uses_is_a_warning(tmp_path, voices_dir, caplog):
     script = ingest(_manifest(tmp_path, {"Gull Rock": GULL_ROCK, "Gul Rock": "Gull Rock"},
                               joe={"Gull Rock": "Gul Rock", "Ava Marsh": "Ava Marsh"}), voices_dir)
     with caplog.at_level(logging.WARNING, logger="tasks.pronunciations"):
-        refuse_unsayable(script, None, "hibari")
+        check_pronunciations(script, None, "hibari")
     warned = " | ".join(r.getMessage() for r in caplog.records)
     assert len(caplog.records) == 2, warned
     assert 'pronunciations["Gul Rock"] matches no words in the script' in warned
@@ -95,10 +109,10 @@ def test_an_entry_no_line_uses_is_a_warning(tmp_path, voices_dir, caplog):
 
 def test_cli_refuses_an_unsayable_entry_with_exit_2_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
-    path = _manifest(tmp_path, {"Gull Rock": GULL_ROCK})
+    path = _manifest(tmp_path, {"Gull Rock": "/ɡˈʌl ʘɹˈɑk/"}, joe={"Gull Rock": "Gul Rawk"})
     result = run_cli("render", str(path), "--out", str(out))
     assert result.returncode == 2, result.stderr
-    assert str(path) in result.stderr and "Joe's engine piper reads text only" in result.stderr
+    assert str(path) in result.stderr and "'ʘ' is not in engine hibari's phoneme alphabet" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
