@@ -53,6 +53,8 @@ class RenderRequest:
     params: DecodingParams
     key: str = ""
     scene: str | None = None  # the manifest's scene description, for engines that honour "scene"
+    # The manifest's pronunciations that occur in `text` (engine/lexicon.py): (term, "/phonemes/" or respelling).
+    pronunciations: tuple[tuple[str, str], ...] = ()
     # What the engine measured while rendering this request, filled in by render() where it can (e.g.
     # "decode_steps": generated frames); left empty by engines that measure nothing. Not part of equality.
     measured: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -101,6 +103,23 @@ class Engine(ABC):
     @abstractmethod
     def info(self) -> EngineInfo:
         """Model, device, dtype and versions, for provenance."""
+
+    @classmethod
+    def phoneme_alphabet(cls) -> frozenset[str] | None:
+        """The symbols a `/phonemes/` pronunciation may use with this engine; None when it reads text only
+        (then only respellings apply to it)."""
+        return None
+
+    def spoken_text(self, request: RenderRequest) -> str:
+        """What the engine reads for a request: its text with the matching pronunciations applied (respellings
+        here; an engine that reads phonemes overrides this)."""
+        from engine.errors import EngineError
+        from engine.lexicon import rewrite
+
+        try:
+            return rewrite(request.text, request.pronunciations)
+        except ValueError as e:
+            raise EngineError(f"{self.id}: {e}; give a plain-text respelling for it instead") from None
 
     def effective_options(self, voice: VoicePrompt) -> dict[str, Any]:
         """The options this engine will really use for a voice (after fallbacks): part of the cache key."""

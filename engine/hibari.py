@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from importlib.metadata import version
 from typing import Sequence
 
@@ -13,6 +14,15 @@ from engine.errors import EngineError
 
 log = logging.getLogger(__name__)
 BUNDLED_VOICE = "heart"
+
+
+@lru_cache(maxsize=1)
+def _hibari_alphabet() -> frozenset[str]:
+    """The model's phoneme symbols (its vocabulary), read from the package's assets without loading the model."""
+    import json
+    from importlib.resources import files
+
+    return frozenset(json.loads(files("hibari").joinpath("assets", "vocab.json").read_text(encoding="utf-8")))
 
 
 class HibariEngine(Engine):
@@ -63,6 +73,16 @@ class HibariEngine(Engine):
             self._models[name] = Hibari(voice=name, threads=1, g2p=g2p)
         return self._models[name]
 
+    @classmethod
+    def phoneme_alphabet(cls) -> frozenset[str]:
+        return _hibari_alphabet()
+
+    def spoken_text(self, request: RenderRequest) -> str:
+        """Respellings as text, phonemes through hibari's own inline form `[words](/phonemes/)`."""
+        from engine.lexicon import rewrite
+
+        return rewrite(request.text, request.pronunciations, lambda words, phonemes: f"[{words}](/{phonemes}/)")
+
     def effective_options(self, voice: VoicePrompt) -> dict:
         opts = self.Options(**dict(voice.options))
         return {"voice": self._resolve(opts.voice), "speed": opts.speed}
@@ -72,7 +92,7 @@ class HibariEngine(Engine):
         for req in requests:
             opts = self.effective_options(req.voice)
             model = self._model(opts["voice"])
-            audio = model(req.text, speed=opts["speed"], seed=req.params.seed)
+            audio = model(self.spoken_text(req), speed=opts["speed"], seed=req.params.seed)
             out.append(np.asarray(audio, dtype=np.float32))
         return out
 

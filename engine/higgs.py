@@ -185,7 +185,7 @@ class HiggsEngine(Engine):
             turns += [{"role": "user", "content": text(request.voice.transcript or "")},
                       {"role": "assistant", "content": [{"type": "audio"}]}]
             codes.append(self.reference_codes(request.voice))
-        turns.append({"role": "user", "content": text(request.text)})  # no reference: Higgs' smart voice
+        turns.append({"role": "user", "content": text(self.spoken_text(request))})  # no reference: Higgs' smart voice
         return turns, codes
 
     def model_inputs(self, requests: Sequence[RenderRequest]) -> dict:

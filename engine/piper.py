@@ -60,7 +60,7 @@ class PiperEngine(Engine):
             voice = self._voice(opts.model)
             config = SynthesisConfig(length_scale=opts.length_scale, noise_scale=0.0, noise_w_scale=0.0,
                                      normalize_audio=False)
-            parts = [c.audio_float_array for c in voice.synthesize(req.text, config)]
+            parts = [c.audio_float_array for c in voice.synthesize(self.spoken_text(req), config)]
             audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
             out.append(soxr.resample(audio, voice.config.sample_rate, SAMPLE_RATE).astype(np.float32))
         return out

@@ -77,10 +77,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows.runners import task_runner
     from tasks.ingest import ingest
     from tasks.overrides import apply_overrides, overrides_from_assignments, parse_overrides
+    from tasks.pronunciations import check_pronunciations
 
     overrides = overrides_from_assignments(args.set)
     for manifest in args.manifests:
-        apply_overrides(ingest(manifest, settings.voices_dir), parse_overrides(overrides))
+        script = apply_overrides(ingest(manifest, settings.voices_dir), parse_overrides(overrides))
+        check_pronunciations(script, args.engine, settings.engine)
     task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)

@@ -24,6 +24,7 @@ from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.mastering import take_level_rows
 from tasks.overrides import apply_overrides, parse_overrides
 from tasks.plan import group_jobs, plan_jobs
+from tasks.pronunciations import check_pronunciations
 from tasks.render import speaker_engines
 from tasks.workers import worker_rows
 
@@ -76,6 +77,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     run_overrides = parse_overrides(overrides)
     script = apply_overrides(steps.ingest_manifest(Path(manifest), settings.voices_dir), run_overrides)
     title = script.manifest.title
+    check_pronunciations(script, engine, settings.engine)
     provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force,
                                                   overrides=provenance.as_json(run_overrides.as_record())))
     try:

@@ -103,7 +103,8 @@ class _BatchRenderer:
 
     def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime],
                                                                   list[int | None]]:
-        requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene) for j in jobs]
+        requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene,
+                                  pronunciations=j.pronunciations) for j in jobs]
         with checkout(self.batch.engine, device, self.dtype) as engine:
             started_at, start = datetime.now(), time.perf_counter()
             try:

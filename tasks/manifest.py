@@ -10,10 +10,11 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from engine.base import DecodingParams
 from tasks.errors import ManifestError
@@ -85,11 +86,50 @@ def _non_empty(text: str) -> str:
     return text
 
 
+_TERM_MARKUP = re.compile(r"[\[\]()/]")
+
+
+def _pronounced_term(term: str) -> str:
+    """A lexicon key: words as they appear in the script (matching rules in engine/lexicon.py)."""
+    if not re.search(r"\w", term):
+        raise ValueError("a pronunciation's key must be the word or phrase as the script writes it "
+                         "; write e.g. \"Gull Rock\"")
+    if len(term) > 200 or "\n" in term or _TERM_MARKUP.search(term):
+        raise ValueError("a pronunciation's key is one word or phrase of at most 200 characters, without "
+                         "brackets, parentheses, slashes or line breaks")
+    return " ".join(term.split())
+
+
+def _pronunciation(said: str) -> str:
+    """`/phonemes/` (checked against the engine's alphabet when the run plans) or a plain-text respelling."""
+    said = said.strip()
+    if said.startswith("/") or said.endswith("/"):
+        inner = said.strip("/").strip()
+        if not (len(said) > 2 and said.startswith("/") and said.endswith("/")) or not inner or "/" in inner:
+            raise ValueError("phonemes go between two slashes, e.g. \"/ɡˈʌːl ɹˈɑk/\"; "
+                             "or write a plain-text respelling without slashes")
+        if "[" in inner or "]" in inner or "(" in inner or ")" in inner:
+            raise ValueError("phonemes may not contain brackets or parentheses")
+        return f"/{inner}/"
+    problem = spoken_text_problem(said)
+    if problem:
+        raise ValueError("empty pronunciation; give /phonemes/ or a respelling, or remove the entry"
+                         if not said else f"respelling: {problem}")
+    if _TERM_MARKUP.search(said) or "\n" in said:
+        raise ValueError("a respelling is plain words: no brackets, parentheses, slashes or line breaks")
+    return said
+
+
+Pronunciations = dict[Annotated[str, AfterValidator(_pronounced_term)], Annotated[str, AfterValidator(_pronunciation)]]
+
+
 class SpeakerVoice(ParamOverrides):
     """A speaker's voice asset and its overrides; a bare string in the manifest means `{voice: ID}`."""
 
     voice: str = Field(min_length=1)
     engine: str | None = None
+    pronunciations: Pronunciations = Field(default_factory=dict, description=(
+        "This speaker's own pronunciations, over the manifest's (e.g. a respelling for a text-only engine)."))
 
 
 class Line(ParamOverrides):
@@ -164,6 +204,8 @@ class Manifest(BaseModel):
     qa: Qa = Field(default_factory=Qa)
     voices: dict[str, SpeakerVoice] = Field(min_length=1)
     chapters: list[Chapter] = Field(min_length=1)
+    pronunciations: Pronunciations = Field(default_factory=dict, description=(
+        "Word or phrase -> /phonemes/ (engines that read phonemes) or a plain-text respelling (any engine)."))
 
     @field_validator("voices", mode="before")
     @classmethod
@@ -173,10 +215,18 @@ class Manifest(BaseModel):
         return value
 
 
+_PHRASE_KEYED = frozenset({"pronunciations"})  # mappings keyed by free text: keys quoted, `pronunciations["Gull Rock"]`
+
+
 def field_path(loc: tuple) -> str:
     out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    for i, part in enumerate(loc):
+        if i and loc[i - 1] in _PHRASE_KEYED and isinstance(part, str):
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+        elif part == "[key]":
+            out += " (the key)"
+        else:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.base import DecodingParams
+from engine.lexicon import Entries, is_phonemes, matching_entries
 from tasks.chunking import chunk_text, normalise_text
 from tasks.ingest import Script, ScriptLine
+from tasks.pronunciations import speaker_lexicon
 from tasks.voices import Voice
 
 
@@ -25,6 +27,7 @@ class EngineFacts:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # voice id -> effective options
     uses_reference: bool = False  # the engine speaks with the staged reference clip
     batch_size: int = 16  # most jobs per render call, as the engine declares
+    reads_phonemes: bool = False  # `/phonemes/` pronunciations apply to it; else they are left out
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class RenderJob:
     pause_after: float | None  # set on the last chunk of a line only
     source: str
     key: str
+    pronunciations: Entries = ()  # the manifest's entries that occur in `text` (engine/lexicon.py)
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,11 @@ def choose_engine(requested: str | None, manifest_engine: str | None, voice: Voi
     return requested or manifest_engine or voice.engine or default
 
 
-def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts, scene: str | None = None) -> str:
+def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts, scene: str | None = None,
+              pronunciations: Entries = ()) -> str:
     """sha256 over everything that changes the sound, and nothing else (settings the engine ignores are out;
-    the line's position is out, so inserting a line leaves the others' keys alone)."""
+    the line's position is out, so inserting a line leaves the others' keys alone; only the pronunciations
+    that occur in the text are in, so editing one entry re-renders only the lines that contain it)."""
     material = {
         "text": text,
         "voice": voice.content_hash,
@@ -91,6 +97,8 @@ def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFact
         material["staged_reference"] = voice.staged_key
     if "scene" in facts.honours:
         material["scene"] = normalise_text(scene or "")
+    if pronunciations:  # absent when none applies: keys made before the lexicon existed stay valid
+        material["pronunciations"] = [list(entry) for entry in pronunciations]
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -99,20 +107,23 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
     """Every chunk of every line, in script order, with its resolved parameters and cache key."""
     budget = script.manifest.defaults.chunk_words or chunk_words
     jobs = []
+    lexicons: dict[str, dict[str, str]] = {}
     for chapter in script.chapters:
         for line_index, line in enumerate(chapter.lines):
             voice = script.voices[line.speaker]
             facts = engines[speaker_engine[line.speaker]]
             params = resolve_params(script, line.speaker, line)
+            lexicon = lexicons.setdefault(line.speaker, speaker_lexicon(script.manifest, line.speaker))
             # Lines are chunked too: a 10,000-word line must not reach an engine in one piece.
             texts = chunk_text(line.text, budget)
             for chunk_index, text in enumerate(texts):
                 last = chunk_index == len(texts) - 1
+                said = tuple(e for e in matching_entries(text, lexicon) if facts.reads_phonemes or not is_phonemes(e[1]))
                 jobs.append(RenderJob(
                     chapter=chapter.index, line=line_index, chunk=chunk_index, speaker=line.speaker,
                     voice_id=voice.id, engine=facts.name, text=text, params=params,
                     pause_after=line.pause_after if last else None, source=line.source,
-                    key=cache_key(text, voice, params, facts, script.manifest.scene)))
+                    key=cache_key(text, voice, params, facts, script.manifest.scene, said), pronunciations=said))
     return jobs
 
 

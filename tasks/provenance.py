@@ -312,6 +312,12 @@ def _m009_overrides_and_workers(con) -> None:
         )""")
 
 
+def _m010_pronunciations(con) -> None:
+    """The manifest pronunciations applied to each render: JSON {term: "/phonemes/" or respelling}, NULL when
+    none matched its text."""
+    con.execute("ALTER TABLE renders ADD COLUMN pronunciations VARCHAR")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -323,6 +329,7 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("007_sweeps", _m007_sweeps),
     ("008_qa_rescores", _m008_qa_rescores),
     ("009_overrides_and_workers", _m009_overrides_and_workers),
+    ("010_pronunciations", _m010_pronunciations),
 ]
 
 

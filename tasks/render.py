@@ -76,7 +76,8 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
                                  + "; ".join(describe_validation_error(e))) from None
             prompts[name][voice.id] = prompt
         facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options,
-                                  engine.uses_reference, engine.batch_size)
+                                  engine.uses_reference, engine.batch_size,
+                                  reads_phonemes=type(engine).phoneme_alphabet() is not None)
         infos[name] = info
     return EngineSetup(speaker_engine, facts, infos, prompts)
 

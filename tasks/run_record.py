@@ -68,7 +68,8 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
             revision=info.revision, device=info.device, dtype=info.dtype,
             engine_options=as_json(setup.facts[job.engine].options[job.voice_id]), text=job.text,
             params=as_json(job.params.model_dump()), seed=job.params.seed, cache_key=job.key, created_at=now,
-            cache_hit=job.key in hits)
+            cache_hit=job.key in hits,
+            pronunciations=as_json(dict(job.pronunciations)) if job.pronunciations else None)
         if job.key in failures:
             rows.append({**row, "status": "failed", "error": failures[job.key].error})
             continue
