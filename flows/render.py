@@ -61,6 +61,17 @@ def _milestones(started: float, spans: list[tuple[float, float]], delivered: dic
     return {name: t - started for name, t in {**at, **delivered, "finished": time.perf_counter()}.items()}
 
 
+def _record_landed_batches(batches: list, futures: list, run_id: str, db: Path, logger) -> None:
+    """After a failure, record the takes of every batch that finished rendering: leaving the bookkeeping pool
+    cancels record tasks still queued, and the next run must reuse those takes (recording is idempotent)."""
+    for batch, future in zip(batches, futures):
+        try:
+            if future.state.is_completed():
+                run_record.record_batch(future.result(), {j.key: batch.engine for j in batch.jobs}, run_id, db)
+        except Exception as e:  # noqa: BLE001 - the run's own error is the one to report
+            logger.warning("could not record the takes of batch %d after the failure: %s", batch.index, e)
+
+
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
                     force: bool = False, qa: bool | None = None, overrides: dict[str, Any] | None = None,
@@ -80,6 +91,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     check_pronunciations(script, engine, settings.engine)
     provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force,
                                                   overrides=provenance.as_json(run_overrides.as_record())))
+    batches, futures = [], []
     try:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = preload_voices(script, speaker_engine, out, db, run_id)
@@ -145,6 +157,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
             logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
                            ", ".join(map(str, failed_chapters)))
     except BaseException as e:
+        _record_landed_batches(batches, futures, run_id, db, logger)
         provenance.record_failed_run(db, run_id, e, time.perf_counter() - started, logger)
         raise
 

@@ -121,6 +121,10 @@ def test_a_full_disk_fails_the_run_clearly_and_leaves_no_partial_file(tmp_path, 
     recorded = [Path(p) for (p,) in con.execute("SELECT path FROM takes").fetchall()]
     con.close()
     assert recorded and all(p.exists() for p in recorded)  # finished takes are kept for the next run
+    # A take is normalised only once its batch has landed: every such batch's takes are recorded, including
+    # those whose record task was still queued when the failure stopped the run.
+    normalised = {p.stem for p in small_disk.rglob("normalised/*/*/*.wav")}
+    assert normalised <= {p.stem for p in recorded}, normalised - {p.stem for p in recorded}
 
 
 @pytest.fixture()
