@@ -113,7 +113,9 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
             voice = script.voices[line.speaker]
             facts = engines[speaker_engine[line.speaker]]
             params = resolve_params(script, line.speaker, line)
-            lexicon = lexicons.setdefault(line.speaker, speaker_lexicon(script.manifest, line.speaker))
+            if line.speaker not in lexicons:  # merged once per speaker, not once per line
+                lexicons[line.speaker] = speaker_lexicon(script.manifest, line.speaker)
+            lexicon = lexicons[line.speaker]
             # Lines are chunked too: a 10,000-word line must not reach an engine in one piece.
             texts = chunk_text(line.text, budget)
             for chunk_index, text in enumerate(texts):

@@ -40,7 +40,7 @@ def check_pronunciations(script, requested_engine: str | None, default_engine: s
     problems: dict[str, str] = {}
     text_only: dict[str, tuple[str, str]] = {}  # entry -> (a speaker, its engine) that cannot say its phonemes
     for chapter in script.chapters:
-        for line_index, line in enumerate(chapter.lines):
+        for line in chapter.lines:
             engine = speaker_engine[line.speaker]
             alphabet = alphabets[engine]
             for term, said in matching_entries(line.text, speaker_lexicon(manifest, line.speaker)):
@@ -80,5 +80,4 @@ def _warn_unused(script) -> None:
         if not any(occurs(term, text) for text in spoken.get(speaker, [])):
             who = f"{speaker}'s lines" if speaker else "the script"
             log.warning("%s: %s matches no words in %s (matching is case-sensitive, whole words); "
-                        "check its spelling or remove it", script.path, _where(manifest, speaker or "", term)
-                        if speaker else f"pronunciations[{json.dumps(term, ensure_ascii=False)}]", who)
+                        "check its spelling or remove it", script.path, _where(manifest, speaker or "", term), who)

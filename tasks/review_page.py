@@ -4,6 +4,7 @@ Audio is linked by relative path (the page works from file:// with no server); e
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import os
 import re
@@ -15,6 +16,7 @@ from tasks.cache import fingerprint
 from tasks.review_data import ReviewChapter, ReviewData, ReviewTake, load_review
 from tasks.review_grid import ChapterGrid, GridRow, build_grids
 from tasks.review_plot import LoudnessCurve, loudness_svg, short_term_loudness
+from tasks.temp_files import write_text_atomic
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -120,13 +122,8 @@ def _plot_svg(plotted: list[ReviewChapter], labels: list[str], target: float | N
         return cached.read_text(encoding="utf-8")
     curves = [LoudnessCurve(label, *short_term_loudness(*read_mono(c.path))) for label, c in zip(labels, plotted)]
     svg = re.sub(r"^.*?(?=<svg)", "", loudness_svg(curves, target), flags=re.S)  # the XML declaration, DOCTYPE
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(svg, encoding="utf-8")
-        os.replace(tmp, cached)
-    except OSError:  # a cache that cannot be written only costs drawing again next time
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs drawing again next time
+        write_text_atomic(cached, svg)
     return svg
 
 
@@ -189,13 +186,9 @@ def write_review_page(db_path: Path, run_ids: list[str], out_path: Path | None =
         out_path = default_page_path(Path(data.runs[0]["output_dir"] or "."), [r["run_id"] for r in data.runs])
     out_path = Path(out_path).absolute()
     page = render_html(data, out_path.parent)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out_path)
+        write_text_atomic(out_path, page)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise OutputWriteError(f"cannot write the review page {out_path}: {e.strerror or e}; choose another place "
                                "with --out or make the folder writable") from None
     return out_path

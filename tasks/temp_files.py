@@ -21,6 +21,18 @@ def make_temp_beside(target: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{target.name}{_owner_tag()}", suffix=".tmp", dir=target.parent)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file so that `path` is either absent, as it was, or complete; raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = make_temp_beside(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tasks.temp_files import make_temp_beside, remove_stale_temp_files
 
 
@@ -30,3 +32,15 @@ def test_only_the_temp_files_of_dead_processes_of_this_host_are_removed(tmp_path
     assert removed == [dead] and not dead.exists()
     assert os.path.exists(live) and foreign.exists() and finished.exists()
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_a_text_file_is_written_whole_and_a_failed_write_leaves_nothing_behind(tmp_path):
+    from tasks.temp_files import write_text_atomic
+
+    target = tmp_path / "pages" / "review.html"
+    write_text_atomic(target, "<p>one</p>")
+    write_text_atomic(target, "<p>two</p>")
+    assert target.read_text(encoding="utf-8") == "<p>two</p>"
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(target, "\ud800 unpaired")  # fails while writing the temporary file
+    assert target.read_text(encoding="utf-8") == "<p>two</p>" and sorted(p.name for p in target.parent.iterdir()) == ["review.html"]
