@@ -105,9 +105,13 @@ def main() -> None:
         _, prefill_s = timed(lambda: (model.generate(**inputs, max_new_tokens=1, do_sample=True), sync()), args.repeats)
     print(f"\nprefill of {args.jobs} prompts x {prompt_tokens} tokens (+1 step): {prefill_s:.2f} s = "
           f"{100 * prefill_s / batched_s:.1f}% of the batched render: the most a shared prefix cache could save")
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    if peak_gib is not None:
+        print(f"peak GPU memory allocated: {peak_gib:.1f} GiB ({torch.cuda.get_device_name()})")
     from bench.common import save
 
     save("engine", {"model": size, "device": device, "jobs": args.jobs, "frames": frames,
+                    "peak_gpu_gib": round(peak_gib, 2) if peak_gib is not None else None,
                     "batched_s": round(batched_s, 3), "one_at_a_time_s": round(single_s, 3),
                     "batched_audio_s_per_s": round(audio_s / batched_s, 2),
                     "single_audio_s_per_s": round(audio_s / single_s, 2),

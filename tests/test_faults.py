@@ -111,20 +111,34 @@ def small_disk(tmp_path):
 def test_a_full_disk_fails_the_run_clearly_and_leaves_no_partial_file(tmp_path, small_disk):
     m = fault_manifest(tmp_path / "m.yaml", [], clean_lines=40)
     db = tmp_path / "provenance.duckdb"
-    result = run_cli("render", str(m), "--out", str(small_disk), env={"VOICEBATCH_DB_PATH": str(db)})
+    env = {"VOICEBATCH_DB_PATH": str(db)}
+    result = run_cli("render", str(m), "--out", str(small_disk), env=env)
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot write") and "No space left on device" in last and "free disk space" in last
     assert [p for p in small_disk.rglob("*") if p.name.endswith(".tmp")] == []
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
-    recorded = [Path(p) for (p,) in con.execute("SELECT path FROM takes").fetchall()]
+    recorded = {Path(p) for (p,) in con.execute("SELECT path FROM takes").fetchall()}
     con.close()
-    assert recorded and all(p.exists() for p in recorded)  # finished takes are kept for the next run
+    assert all(p.exists() for p in recorded)
     # A take is normalised only once its batch has landed: every such batch's takes are recorded, including
     # those whose record task was still queued when the failure stopped the run.
     normalised = {p.stem for p in small_disk.rglob("normalised/*/*/*.wav")}
     assert normalised <= {p.stem for p in recorded}, normalised - {p.stem for p in recorded}
+    # Whether a whole batch landed before the disk filled depends on how the two render lanes interleave;
+    # either way every take that was written whole is kept: recorded, or adopted by the next run.
+    written = set((small_disk / "takes").glob("*/*.wav"))  # raw takes: takes/<key[:2]>/<key>.wav
+    assert written and recorded <= written
+
+    # Space freed: the next run reuses every take the failed run wrote and renders only the rest.
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    again = run_cli("render", str(m), "--out", str(small_disk), env=env)
+    assert again.returncode == 0, again.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    (rendered, reused), = con.execute("SELECT takes_rendered, takes_reused FROM runs WHERE status = 'completed'").fetchall()
+    con.close()
+    assert (rendered, reused) == (41 - len(written), len(written))
 
 
 @pytest.fixture()
