@@ -1,9 +1,10 @@
-"""A 200-line, 4-speaker manifest rendered three ways, side by side, same engine and seeds:
+"""A 200-line, 4-speaker manifest rendered several ways, side by side, same engine and seeds:
 
   (a) voicebatch's render flow (Prefect start-up reported apart; WAV only, as (b) writes, and again with
       MP3/M4B encoding when ffmpeg is present);
   (b) a plain loop: one process, the engine loaded once, lines in order, each take normalised inline and written;
   (b') the same loop followed by what (a) also delivers: the chapters mastered and the book WAV (same code);
+  (d) (a)'s deliverable by hand on every core, no orchestration (threads, an engine each; the ceiling for a/b);
   (c) the old web UI's way: one request per line, the voice prompt prepared and the reference clip re-read
       and resampled per request, normalisation on the same thread, caches released after each request.
 
@@ -102,6 +103,49 @@ def plain_loop_with_chapters(manifest: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - start, audio_seconds
 
 
+def two_lanes_by_hand(manifest: Path, out: Path) -> tuple[float, float]:
+    """(d): the most any orchestration could get from this machine's cores for (a)'s deliverable: hand-written,
+    no Prefect, no provenance, no raw-take cache. One thread per core, each with its own engine instance,
+    renders every n-th line and normalises it inline; then the chapters are mastered side by side and the
+    book written, with the flow's own code."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.pool import warm_engine
+    from flows.deliver import book_path
+    from tasks.audio_io import write_wav_atomic
+    from tasks.export import chapter_path, export_book
+    from tasks.loudness import normalise
+    from tasks.mastering import master_chapter
+
+    start = time.perf_counter()
+    lanes = usable_cores()
+    script, lines = planned_lines(manifest, ENGINE)
+    target = script.manifest.loudness.resolve()
+    normalised: dict[str, str] = {}
+
+    def lane(n: int) -> float:
+        engine = warm_engine(ENGINE, "cpu", "auto", lane=100 + n).engine
+        seconds = 0.0
+        for job, request in lines[n::lanes]:
+            audio, _ = normalise(engine.render([request])[0], target, 24_000)
+            path = out / "takes" / f"{job.key}.wav"
+            write_wav_atomic(path, audio, subtype="PCM_24")
+            normalised[job.key] = str(path)
+            seconds += audio.size / 24_000
+        return seconds
+
+    d = script.manifest.defaults
+    with ThreadPoolExecutor(lanes) as pool:
+        audio_seconds = sum(pool.map(lane, range(lanes)))
+        chapters = list(pool.map(lambda ch: master_chapter(
+            [job for job, _ in lines if job.chapter == ch.index], normalised,
+            chapter_path(out, script.manifest.title, ch.index, ch.title), ch.index, ch.title,
+            d.speaker_pause_duration, d.chunk_pause_duration, target).output, script.chapters))
+    export_book(chapters, book_path(script, out), script.manifest.title,
+                room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
+    return time.perf_counter() - start, audio_seconds
+
+
 def old_web_ui(manifest: Path, out: Path) -> tuple[float, float]:
     """(c): per request: prepare the prompt, re-read and resample the voice's reference, render, normalise
     (RMS, as the old UI did) on the same thread, write, release caches."""
@@ -176,6 +220,8 @@ def main() -> None:
     with CpuClock() as b_cpu:
         b_wall, b_audio = plain_loop(manifest, scratch / "loop")
     b2_wall, _ = plain_loop_with_chapters(manifest, scratch / "loop-chapters")
+    with CpuClock() as d_cpu:
+        d_wall, _ = two_lanes_by_hand(manifest, scratch / "by-hand")
     c_wall, c_audio = old_web_ui(manifest, scratch / "old")
     a = flow_run(manifest, scratch / "flow", encode=False)
     a_enc = flow_run(manifest, scratch / "flow-encoded", encode=True)
@@ -210,6 +256,10 @@ def main() -> None:
         "b_plain_loop_wall_s": round(b_wall, 2), "b_audio_s_per_s": round(b_rate, 1),
         "b2_plain_loop_with_chapters_and_book_wall_s": round(b2_wall, 2),
         "ratio_a_over_b2 (same deliverable: chapters and book WAV)": round(b2_wall / a["wall_s"], 2),
+        # (d) bounds what orchestration could reach here: (a)'s deliverable on every core with nothing else.
+        "d_two_lanes_by_hand_wall_s": round(d_wall, 2), "d_cpu_s": round(d_cpu.process + d_cpu.others, 2),
+        "ratio_d_over_b (the most a/b could be on this machine)": round(b_wall / d_wall, 2),
+        "ratio_a_over_d": round(d_wall / a["wall_s"], 2),
         "c_old_web_ui_wall_s": round(c_wall, 2), "c_audio_s_per_s": round(c_rate, 1),
         "ratio_a_over_b": round(a_rate / b_rate, 2), "ratio_a_over_c": round(a_rate / c_rate, 2),
         "ratio_a_takes_normalised_over_b": round(b_wall / a["at"]["takes_normalised"], 2),
