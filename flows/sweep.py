@@ -23,6 +23,7 @@ from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
 from tasks.ingest import Script
 from tasks.manifest import Qa
 from tasks.plan import EngineFacts, RenderJob, plan_jobs
+from tasks.pronunciations import check_pronunciations
 from tasks.render import speaker_engines
 from tasks.sweep_plan import (SweepJob, SweepSpec, grid_points, group_sweep, plan_sweep, refuse_ignored, select_jobs,
                               spec_from_block)
@@ -56,9 +57,10 @@ def spec_block(grid: dict[str, list] | None, points: list[dict] | None, seeds: i
 
 
 def check_sweep(script: Script, spec: SweepSpec, requested_engine: str | None, default_engine: str) -> list[RenderJob]:
-    """Refuse a bad selection or a sweep over a setting the engine ignores: no model is loaded, nothing is
-    recorded (the CLI calls this before Prefect starts; the flow again before its run row). Returns the chosen
-    lines' jobs (their cache keys are not real ones)."""
+    """Refuse a bad selection, a pronunciation the engine cannot say, or a sweep over a setting the engine
+    ignores: no model is loaded, nothing is recorded (the CLI calls this before Prefect starts; the flow again
+    before its run row). Returns the chosen lines' jobs (their cache keys are not real ones)."""
+    check_pronunciations(script, requested_engine, default_engine)
     speaker_engine = speaker_engines(script, requested_engine, default_engine)
     # Only to find the chosen lines: cache keys are not used here, so the engines' identities can stay blank.
     facts = {name: EngineFacts(name, "", None, "", engine_class(name).honours) for name in set(speaker_engine.values())}

@@ -17,6 +17,7 @@ from tasks.plan import EngineFacts
 from tasks.voices import Voice
 
 log = logging.getLogger(__name__)
+_fallbacks_told: set[tuple[str, str, str]] = set()  # (script sha256, speaker, engine): the CLI and the flow both ask
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ def _engine_for(speaker: str, voice: Voice, script: Script, requested: str | Non
             engine_class(voice.engine)
             return voice.engine
         except EngineError as e:
-            log.warning("voice %r (speaker %s) prefers engine %r, which cannot be used here (%s); rendering it "
-                        "with %r instead", voice.id, speaker, voice.engine, e, default)
+            told = (script.sha256, speaker, voice.engine)
+            if told not in _fallbacks_told:
+                _fallbacks_told.add(told)
+                log.warning("voice %r (speaker %s) prefers engine %r, which cannot be used here (%s); rendering "
+                            "it with %r instead", voice.id, speaker, voice.engine, e, default)
     return default
 
 

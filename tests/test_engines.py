@@ -99,3 +99,30 @@ def test_piper_renders_a_different_voice_at_24k_and_ignores_seed():
 def test_unknown_engine_lists_the_known_ones():
     with pytest.raises(EngineError, match="unknown engine 'nope'; available engines: hibari, higgs, piper"):
         engine_class("nope")
+
+
+def test_a_voice_preferring_an_engine_that_cannot_run_falls_back_to_the_default_and_says_so_once(
+        caplog, tmp_path, voices_dir):
+    import shutil
+
+    import yaml
+
+    from tasks.ingest import ingest
+    from tasks.render import speaker_engines
+
+    voices = tmp_path / "voices"
+    shutil.copytree(voices_dir / "ava", voices / "ava")
+    spec = yaml.safe_load((voices / "ava" / "voice.yaml").read_text())
+    (voices / "ava" / "voice.yaml").write_text(yaml.safe_dump({**spec, "engine": "nosuch"}))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"title": "T", "voices": {"Ava": "ava"},
+                                        "chapters": [{"title": "C", "lines": [{"speaker": "Ava", "text": "Hi."}]}]}))
+    script = ingest(manifest, voices)
+    with caplog.at_level(logging.WARNING, logger="tasks.render"):
+        first = speaker_engines(script, None, "hibari")
+        again = speaker_engines(script, None, "hibari")  # the CLI's pre-check, then the flow's own planning
+    assert first == again == {"Ava": "hibari"}
+    told = [r.getMessage() for r in caplog.records]
+    assert len(told) == 1, told
+    assert "voice 'ava' (speaker Ava) prefers engine 'nosuch'" in told[0] and "with 'hibari' instead" in told[0]
+    assert speaker_engines(script, "piper", "hibari") == {"Ava": "piper"}  # --engine wins over the preference

@@ -107,13 +107,16 @@ def test_an_entry_no_line_uses_is_a_warning(tmp_path, voices_dir, caplog):
     assert "voices.Joe.pronunciations[\"Ava Marsh\"] matches no words in Joe's lines" in warned
 
 
-def test_cli_refuses_an_unsayable_entry_with_exit_2_and_writes_nothing(tmp_path):
+def test_render_and_sweep_refuse_an_unsayable_entry_with_exit_2_and_write_nothing(tmp_path):
     out = tmp_path / "out"
     path = _manifest(tmp_path, {"Gull Rock": "/ɡˈʌl ʘɹˈɑk/"}, joe={"Gull Rock": "Gul Rawk"})
     result = run_cli("render", str(path), "--out", str(out))
     assert result.returncode == 2, result.stderr
     assert str(path) in result.stderr and "'ʘ' is not in engine hibari's phoneme alphabet" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+    sweep = run_cli("sweep", str(path), "--chapter", "1", "--seeds", "2", "--no-wer", "--out", str(out))
+    assert sweep.returncode == 2, sweep.stderr  # a sweep renders the same lines: the same check, before Prefect
+    assert "'ʘ' is not in engine hibari's phoneme alphabet" in sweep.stderr and not out.exists()
 
 
 def _request(text: str, entries=(), seed: int = 3) -> RenderRequest:
