@@ -11,7 +11,10 @@ of a batch, which bounds what a shared voice-prompt prefix cache could save.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,19 +55,33 @@ def main() -> None:
     from engine.base import sha256_file
     from engine.device import choose_device, choose_dtype
     from engine.higgs import HiggsEngine
-    from engine.tiny_higgs import build_random_higgs
+    from engine.settings import get_settings
+    from engine.tiny_higgs import build_random_higgs, build_tiny_checkpoint
 
     size = "full" if args.full_size else "tiny"
     frames = args.frames or (250 if args.full_size else 100)
     device = choose_device(args.device)
     dtype = choose_dtype(args.dtype, device)
-    (model, processor), build_s = timed(lambda: build_random_higgs(size, end_lean=-1.0, device=device, dtype=dtype))
-    engine = HiggsEngine(device, dtype)
+    if args.full_size:  # built in place on the device: saving and reloading ~11 GB would only cost time
+        (model, processor), build_s = timed(lambda: build_random_higgs(size, end_lean=-1.0, device=device,
+                                                                       dtype=dtype))
+        engine = HiggsEngine(device, dtype)
+        engine.attach(model, processor)
+        how = "built in memory"
+    else:  # saved, then loaded through the engine's own from_pretrained path, as a user's checkpoint is
+        checkpoint = build_tiny_checkpoint(Path(tempfile.mkdtemp(prefix="voicebatch-tiny-higgs-")), end_lean=-1.0)
+        os.environ["VOICEBATCH_HIGGS_MODEL"] = str(checkpoint)
+        get_settings.cache_clear()
+        engine = HiggsEngine(device, dtype)
+        _, build_s = timed(engine.load)
+        model = engine._model
+        processor = engine._processor
+        how = "loaded from a saved checkpoint"
     engine.batch_size = args.jobs
-    engine.attach(model, processor)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"best of {args.repeats} runs per measurement")
-    print(f"Higgs {size} random model: {params:,.1f} M parameters, {device} {dtype}, built in {build_s:.1f} s; "
+    print(f"Higgs {size} random model: {params:,.1f} M parameters, {device} {dtype} "
+          f"({next(model.parameters()).device}, {next(model.parameters()).dtype}), {how} in {build_s:.1f} s; "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
 
     reference = ROOT / "voices" / "ava" / "reference.wav"
@@ -108,6 +125,14 @@ def main() -> None:
     peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     if peak_gib is not None:
         print(f"peak GPU memory allocated: {peak_gib:.1f} GiB ({torch.cuda.get_device_name()})")
+    info = engine.info()
+    print(f"engine info: device {info.device}, dtype {info.dtype}, model {info.model}")
+    model = processor = inputs = batched = single = None  # the engine's own references are the only ones left
+    engine.close()  # frees the model and the allocator's cache
+    if device.startswith("cuda"):
+        print(f"GPU memory allocated after close(): {torch.cuda.memory_allocated() / 2**30:.2f} GiB")
+    if not args.full_size:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     from bench.common import save
 
     save("engine", {"model": size, "device": device, "jobs": args.jobs, "frames": frames,

@@ -311,6 +311,8 @@ class HiggsEngine(Engine):
             torch.mps.empty_cache()
 
     def close(self) -> None:
+        if self._processor is not None:
+            _release_audio_tokenizer(self._processor.audio_tokenizer)
         self._model = None
         self._processor = None
         self._reference_codes.clear()
@@ -325,3 +327,14 @@ class HiggsEngine(Engine):
                 versions[package] = "missing"
         return EngineInfo(engine=self.id, model=self.model_name, revision=self.revision, device=self.device,
                           dtype=self.dtype, code_version=self.code_version, versions=versions)
+
+
+def _release_audio_tokenizer(tokenizer) -> None:
+    """transformers (5.24) caches the audio tokenizer's `_get_conv1d_layers` with functools.lru_cache on the
+    method, so the cache holds every tokenizer it has seen, with its weights (~0.8 GiB of GPU memory at full
+    size), for the life of the process; clearing it lets close() free them. The cache is only a list of layers,
+    rebuilt on the next call by any tokenizer still in use."""
+    for cls in type(tokenizer).__mro__:
+        cached = vars(cls).get("_get_conv1d_layers")
+        if hasattr(cached, "cache_clear"):
+            cached.cache_clear()

@@ -52,6 +52,22 @@ def test_the_checkpoint_directory_loads_as_a_users_would_on_cpu_in_float32(engin
     assert engine.batch_size == get_settings().higgs_batch_size
 
 
+def test_close_frees_the_model_and_its_audio_tokenizer(tiny_higgs, voices):
+    import gc
+    import weakref
+
+    from engine.higgs import HiggsEngine
+
+    engine = HiggsEngine("cpu", "auto")
+    engine.load()
+    engine.render(requests(voices["ava"], LINES[:2]))  # encodes a reference and decodes audio: caches fill
+    model, tokenizer = weakref.ref(engine._model), weakref.ref(engine._processor.audio_tokenizer)
+    engine.close()
+    gc.collect()
+    # On a GPU whatever is still referenced stays allocated: a worker that closes its engine must get it back.
+    assert model() is None and tokenizer() is None
+
+
 def test_a_reference_is_encoded_once_per_voice_and_a_batch_is_one_generate_call(engine, voices):
     calls, encodings = engine.generate_calls, engine.reference_encodings
     fresh = voices["ava"].content_hash not in engine._reference_codes
