@@ -1,9 +1,11 @@
 """Shared bench helpers: generated manifests, the machine's description, and the results file."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -50,6 +52,9 @@ def write_manifest(folder: Path, lines: int, chapters: int = 4, name: str = "ben
 def prepare_environment() -> Path:
     """A private Prefect home and quiet logs; returns a scratch folder."""
     scratch = Path(tempfile.mkdtemp(prefix="voicebatch-bench-"))
+    # A bench writes gigabytes of takes, chapters and books: gone at exit (after Prefect's own exit handlers,
+    # registered later, have stopped its temporary server).
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     os.environ.setdefault("PREFECT_HOME", str(scratch / "prefect"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("VOICEBATCH_VOICES_DIR", str(ROOT / "voices"))

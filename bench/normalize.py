@@ -62,7 +62,8 @@ def main() -> None:
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.takes)]
     batches = [texts[i:i + BATCH] for i in range(0, len(texts), BATCH)]
     engine = warm_engine("hibari").engine
-    render(engine, texts[:2], Path(tempfile.mkdtemp()), 0)  # first call loads lexicons: not part of any timing
+    with tempfile.TemporaryDirectory(prefix="vb-bench-") as warm:
+        render(engine, texts[:2], Path(warm), 0)  # first call loads lexicons: not part of any timing
 
     with tempfile.TemporaryDirectory(prefix="vb-bench-") as tmp:
         takes_dir = Path(tmp) / "takes"
