@@ -127,7 +127,7 @@ def main() -> None:
         print(f"peak GPU memory allocated: {peak_gib:.1f} GiB ({torch.cuda.get_device_name()})")
     info = engine.info()
     print(f"engine info: device {info.device}, dtype {info.dtype}, model {info.model}")
-    model = processor = inputs = batched = single = None  # the engine's own references are the only ones left
+    model = processor = inputs = None  # the engine's own references to GPU memory are the only ones left
     engine.close()  # frees the model and the allocator's cache
     if device.startswith("cuda"):
         print(f"GPU memory allocated after close(): {torch.cuda.memory_allocated() / 2**30:.2f} GiB")

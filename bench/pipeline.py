@@ -71,35 +71,49 @@ def plain_loop(manifest: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - start, audio_seconds
 
 
-def plain_loop_with_chapters(manifest: Path, out: Path) -> tuple[float, float]:
-    """(b'): (b), then what (a) also delivers, in the same process after the loop: each chapter assembled from
-    its normalised takes and mastered, and the book WAV; the same code as the flow's, no orchestration."""
+def _render_normalised(lines: list, lane: int, target, out: Path, normalised: dict[str, str]) -> float:
+    """Render `lines` ((job, request) pairs) in order on one engine instance, each take normalised inline and
+    written as (a) writes its normalised takes; their paths go into `normalised`. Returns their audio seconds."""
     from engine.pool import warm_engine
-    from flows.deliver import book_path
     from tasks.audio_io import write_wav_atomic
-    from tasks.export import chapter_path, export_book
     from tasks.loudness import normalise
-    from tasks.mastering import master_chapter
 
-    start = time.perf_counter()
-    engine = warm_engine(ENGINE, "cpu", "auto", lane=92).engine
-    script, lines = planned_lines(manifest, ENGINE)
-    target = script.manifest.loudness.resolve()
-    normalised, audio_seconds = {}, 0.0
+    engine = warm_engine(ENGINE, "cpu", "auto", lane=lane).engine  # its own instance: a cold load
+    seconds = 0.0
     for job, request in lines:
         audio, _ = normalise(engine.render([request])[0], target, 24_000)
         path = out / "takes" / f"{job.key}.wav"
         write_wav_atomic(path, audio, subtype="PCM_24")
         normalised[job.key] = str(path)
-        audio_seconds += audio.size / 24_000
-    chapters, d = [], script.manifest.defaults
-    for ch in script.chapters:
-        jobs = [job for job, _ in lines if job.chapter == ch.index]
-        chapters.append(master_chapter(jobs, normalised, chapter_path(out, script.manifest.title, ch.index, ch.title),
-                                       ch.index, ch.title, d.speaker_pause_duration, d.chunk_pause_duration,
-                                       target).output)
+        seconds += audio.size / 24_000
+    return seconds
+
+
+def _chapters_and_book(script, lines: list, normalised: dict[str, str], target, out: Path, each=map) -> None:
+    """What (a) delivers after the takes, with the flow's own code: every chapter mastered (through `each`, a
+    map: serial or a pool's), then the book WAV."""
+    from flows.deliver import book_path
+    from tasks.export import chapter_path, export_book
+    from tasks.mastering import master_chapter
+
+    d = script.manifest.defaults
+    chapters = list(each(lambda ch: master_chapter(
+        [job for job, _ in lines if job.chapter == ch.index], normalised,
+        chapter_path(out, script.manifest.title, ch.index, ch.title), ch.index, ch.title,
+        d.speaker_pause_duration, d.chunk_pause_duration, target).output, script.chapters))
     export_book(chapters, book_path(script, out), script.manifest.title,
                 room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
+
+
+def plain_loop_with_chapters(manifest: Path, out: Path) -> tuple[float, float]:
+    """(b'): (b), then what (a) also delivers, in the same process after the loop: each chapter assembled from
+    its normalised takes and mastered, and the book WAV; the same code as the flow's, no orchestration."""
+    start = time.perf_counter()
+    script, lines = planned_lines(manifest, ENGINE)
+    target = script.manifest.loudness.resolve()
+    normalised: dict[str, str] = {}
+    audio_seconds = _render_normalised(lines, 92, target, out, normalised)
+    _chapters_and_book(script, lines, normalised, target, out)
     return time.perf_counter() - start, audio_seconds
 
 
@@ -110,39 +124,15 @@ def two_lanes_by_hand(manifest: Path, out: Path) -> tuple[float, float]:
     book written, with the flow's own code."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from engine.pool import warm_engine
-    from flows.deliver import book_path
-    from tasks.audio_io import write_wav_atomic
-    from tasks.export import chapter_path, export_book
-    from tasks.loudness import normalise
-    from tasks.mastering import master_chapter
-
     start = time.perf_counter()
     lanes = usable_cores()
     script, lines = planned_lines(manifest, ENGINE)
     target = script.manifest.loudness.resolve()
     normalised: dict[str, str] = {}
-
-    def lane(n: int) -> float:
-        engine = warm_engine(ENGINE, "cpu", "auto", lane=100 + n).engine
-        seconds = 0.0
-        for job, request in lines[n::lanes]:
-            audio, _ = normalise(engine.render([request])[0], target, 24_000)
-            path = out / "takes" / f"{job.key}.wav"
-            write_wav_atomic(path, audio, subtype="PCM_24")
-            normalised[job.key] = str(path)
-            seconds += audio.size / 24_000
-        return seconds
-
-    d = script.manifest.defaults
     with ThreadPoolExecutor(lanes) as pool:
-        audio_seconds = sum(pool.map(lane, range(lanes)))
-        chapters = list(pool.map(lambda ch: master_chapter(
-            [job for job, _ in lines if job.chapter == ch.index], normalised,
-            chapter_path(out, script.manifest.title, ch.index, ch.title), ch.index, ch.title,
-            d.speaker_pause_duration, d.chunk_pause_duration, target).output, script.chapters))
-    export_book(chapters, book_path(script, out), script.manifest.title,
-                room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
+        audio_seconds = sum(pool.map(lambda n: _render_normalised(lines[n::lanes], 100 + n, target, out, normalised),
+                                     range(lanes)))
+        _chapters_and_book(script, lines, normalised, target, out, each=pool.map)
     return time.perf_counter() - start, audio_seconds
 
 

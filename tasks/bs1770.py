@@ -83,14 +83,11 @@ def integrated_loudness(audio: np.ndarray, rate: int) -> float:
 
 def loudness_range(audio: np.ndarray, rate: int) -> float | None:
     """Tech 3342 loudness range (LU) from 3 s blocks ten per second; None when no block passes the gates."""
-    x = np.concatenate([np.asarray(audio, dtype=np.float64), np.zeros(int(LRA_TRAILING_SILENCE_SECONDS * rate))])
-    if x.size < LRA_BLOCK_SECONDS * rate:
-        return None
-    return range_of(k_weighted_squares(x, rate), rate)
+    return integrated_and_range(audio, rate)[1]
 
 
 def integrated_and_range(audio: np.ndarray, rate: int) -> tuple[float, float | None]:
-    """integrated_loudness and loudness_range of audio at least one gating block long, K-weighted once: the
+    """integrated_loudness (of audio at least one gating block long) and loudness_range, K-weighted once: the
     filter is causal, so the squares of the audio with LRA's trailing silence begin with the audio's own."""
     x = np.asarray(audio, dtype=np.float64)
     padded = np.concatenate([x, np.zeros(int(LRA_TRAILING_SILENCE_SECONDS * rate))])

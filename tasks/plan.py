@@ -11,7 +11,7 @@ from engine.base import DecodingParams
 from engine.lexicon import Entries, is_phonemes, matching_entries
 from tasks.chunking import chunk_text, normalise_text
 from tasks.ingest import Script, ScriptLine
-from tasks.pronunciations import speaker_lexicon
+from tasks.pronunciations import speaker_lexicons
 from tasks.voices import Voice
 
 
@@ -107,14 +107,12 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
     """Every chunk of every line, in script order, with its resolved parameters and cache key."""
     budget = script.manifest.defaults.chunk_words or chunk_words
     jobs = []
-    lexicons: dict[str, dict[str, str]] = {}
+    lexicons = speaker_lexicons(script.manifest)
     for chapter in script.chapters:
         for line_index, line in enumerate(chapter.lines):
             voice = script.voices[line.speaker]
             facts = engines[speaker_engine[line.speaker]]
             params = resolve_params(script, line.speaker, line)
-            if line.speaker not in lexicons:  # merged once per speaker, not once per line
-                lexicons[line.speaker] = speaker_lexicon(script.manifest, line.speaker)
             lexicon = lexicons[line.speaker]
             # Lines are chunked too: a 10,000-word line must not reach an engine in one piece.
             texts = chunk_text(line.text, budget)

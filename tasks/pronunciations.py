@@ -12,10 +12,9 @@ from tasks.manifest import Manifest
 log = logging.getLogger(__name__)
 
 
-def speaker_lexicon(manifest: Manifest, speaker: str) -> dict[str, str]:
-    """The pronunciations that apply to a speaker's lines: the manifest's, with the speaker's own over them."""
-    own = manifest.voices[speaker].pronunciations if speaker in manifest.voices else {}
-    return {**manifest.pronunciations, **own}
+def speaker_lexicons(manifest: Manifest) -> dict[str, dict[str, str]]:
+    """Speaker -> the pronunciations that apply to their lines: the manifest's, with the speaker's own over them."""
+    return {speaker: {**manifest.pronunciations, **voice.pronunciations} for speaker, voice in manifest.voices.items()}
 
 
 def _where(manifest: Manifest, speaker: str, term: str) -> str:
@@ -37,13 +36,14 @@ def check_pronunciations(script, requested_engine: str | None, default_engine: s
         return
     speaker_engine = speaker_engines(script, requested_engine, default_engine)
     alphabets = {name: engine_class(name).phoneme_alphabet() for name in set(speaker_engine.values())}
+    lexicons = speaker_lexicons(manifest)
     problems: dict[str, str] = {}
     text_only: dict[str, tuple[str, str]] = {}  # entry -> (a speaker, its engine) that cannot say its phonemes
     for chapter in script.chapters:
         for line in chapter.lines:
             engine = speaker_engine[line.speaker]
             alphabet = alphabets[engine]
-            for term, said in matching_entries(line.text, speaker_lexicon(manifest, line.speaker)):
+            for term, said in matching_entries(line.text, lexicons[line.speaker]):
                 if not is_phonemes(said):
                     continue
                 where = _where(manifest, line.speaker, term)
