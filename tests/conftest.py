@@ -106,6 +106,18 @@ def setting(name: str, value: str):
         get_settings.cache_clear()
 
 
+def require_tool(tool: str) -> None:
+    """Fail (never skip) when a system tool the suite needs is missing: `make test` installs it."""
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: `make test` installs it (tools/system-packages.sh), "
+                    f"or install it yourself (apt-get install -y {tool}; on macOS brew install {tool})")
+
+
+@pytest.fixture
+def ffmpeg_installed() -> None:
+    require_tool("ffmpeg")
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `voicebatch` console script in a child process."""
     exe = Path(sys.executable).parent / "voicebatch"

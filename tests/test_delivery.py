@@ -3,7 +3,6 @@ meter (not the library that normalised them), M4B/MP3 chapters read back with ff
 provenance, and a PATH without ffmpeg giving WAVs and a warning."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from tasks.assemble import CHAPTER_GAP_SECONDS
 from tasks.encode import NO_FFMPEG
 from tasks.loudness import resolve_target
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.usefixtures("ffmpeg_installed")
 PROSE = ("The lamp room was warm, and the glass hummed faintly as the light turned. Ava wiped the lens with a soft "
          "cloth, the way her father had shown her, and watched the beam sweep over the grey water.")
 

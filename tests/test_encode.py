@@ -2,7 +2,6 @@
 PATH without ffmpeg seen as no ffmpeg."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from tasks.export import OutputFile, export_book
 from meters import ebur128, ffprobe
 
 RATE = 24_000
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.usefixtures("ffmpeg_installed")
 
 
 @pytest.fixture(scope="module")

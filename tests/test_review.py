@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rows, setting
+from conftest import require_tool, rows, setting
 
-from chromium_page import CHROMIUM, Chromium
+from chromium_page import Chromium
 
 HOSTILE = 'Tom said <b>"stop" & </b><script>alert(1)</script> then left.'
 
@@ -44,8 +44,7 @@ def two_runs(tmp_path_factory, tiny_whisper):
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `apt-get install -y chromium` (.ci/run does this)")
+    require_tool("chromium")
     browser = Chromium()
     yield browser
     browser.close()

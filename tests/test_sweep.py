@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import rows, setting
+from conftest import require_tool, rows, setting
 from engine.base import DecodingParams
 from tasks.ingest import ingest
 from tasks.plan import EngineFacts, cache_key, plan_jobs
@@ -349,7 +349,7 @@ def test_runs_are_renders_unless_a_sweep_says_so(tmp_path):
 
 
 def test_the_sweeps_review_page_lays_each_line_out_under_every_point_and_loads_in_chromium(swept):
-    from chromium_page import CHROMIUM, Chromium
+    from chromium_page import Chromium
 
     _, _, (first, _) = swept
     page = Path(first["review_page"])
@@ -365,8 +365,7 @@ def test_the_sweeps_review_page_lays_each_line_out_under_every_point_and_loads_i
     files = {Path(r["take_path"]).resolve() for r in rows(first["database"], "SELECT take_path FROM renders "
                                                                              "WHERE run_id = ?", [first["run_id"]])}
     assert len(files) == 24
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `apt-get install -y chromium` (.ci/run does this)")
+    require_tool("chromium")
     browser = Chromium()
     try:
         found = browser.check_page(page)
