@@ -26,7 +26,7 @@ from tasks.loudness import LoudnessTarget
 from tasks.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
 from tasks.plan import RenderBatch, RenderJob
 
-MASTERING_VERSION = "3"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+MASTERING_VERSION = "4"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 TRUE_PEAK_RATE = 192_000  # Hz: BS.1770-4 oversamples 48 kHz audio 4x; lower rates get a larger factor
 LOOKAHEAD_SECONDS = 0.010  # gain reaches its floor this long before a peak and recovers as fast after it
 REACH = 10  # input samples each side that one oversampled point depends on (resample_poly's 10 per phase)
-BLOCK_SAMPLES = 4096  # interpolate this many samples per matrix product: small enough to stay in cache
+BLOCK_SAMPLES = 4096  # interpolate this many samples at a time: small enough to stay in cache
 
 
 def oversampling_factor(rate: int) -> int:
@@ -46,8 +46,6 @@ def true_peak_envelope(audio: np.ndarray, rate: int, floor: float | None = None)
     With `floor`, blocks where no oversampled point can exceed it (the interpolation filter's gain bounds
     them by the largest sample nearby: pauses, room tone, quiet passages) are not interpolated and keep the
     samples' own magnitudes, also <= floor. So the maximum, and every value above `floor`, stay exact."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     x = np.asarray(audio, dtype=np.float32)  # float32 is ample for a peak reading
     env = np.abs(x).astype(np.float64)
     factor = oversampling_factor(rate)
@@ -62,12 +60,22 @@ def true_peak_envelope(audio: np.ndarray, rate: int, floor: float | None = None)
         block_max[1:-1] = np.pad(np.abs(x), (0, blocks * BLOCK_SAMPLES - x.size)).reshape(blocks, -1).max(axis=1)
         nearby = np.maximum(np.maximum(block_max[:-2], block_max[1:-1]), block_max[2:])
         todo = np.flatnonzero(nearby * gain_bound > floor)
-    windows = sliding_window_view(np.pad(x, REACH), 2 * REACH + 1)  # row n: x[n-REACH..n+REACH], no copy
+    padded = np.pad(x, REACH)
+    taps = 2 * REACH + 1
+    between = np.empty((factor, BLOCK_SAMPLES), np.float32)  # (phases, samples)
+    term = np.empty_like(between)
+    # The filter runs as one multiply-add per tap in a fixed order, not as a matrix product: a threaded BLAS
+    # sums in an order that depends on its thread count and processor, and these values decide the limiter's
+    # gain, so the written bytes would too. Elementwise IEEE operations give the same bytes everywhere.
     for b in todo:
         lo, hi = b * BLOCK_SAMPLES, min((b + 1) * BLOCK_SAMPLES, x.size)
-        between = weights @ windows[lo:hi].T  # (factor, samples): the maximum over phases is then elementwise
-        np.abs(between, out=between)
-        np.maximum(env[lo:hi], np.maximum.reduce(between, axis=0), out=env[lo:hi])
+        out, step = between[:, :hi - lo], term[:, :hi - lo]
+        out.fill(0.0)
+        for d in range(taps):  # padded[lo + d + i] is x[lo + i + d - REACH]
+            np.multiply(weights[:, d, None], padded[None, lo + d:hi + d], out=step)
+            out += step
+        np.abs(out, out=out)
+        np.maximum(env[lo:hi], np.maximum.reduce(out, axis=0), out=env[lo:hi])
     return env
 
 

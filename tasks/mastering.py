@@ -42,9 +42,14 @@ class MasteredChapter:
     gain_db: float  # the whole-chapter correction after assembly
 
 
+NORMALISATION_VERSION = 2  # bump when normalise() changes the bytes it writes: old normalised takes are then not reused
+
+
 def target_id(target: LoudnessTarget) -> str:
-    """A short content hash of the target: normalised takes for different targets never share a file."""
-    return hashlib.sha256(json.dumps(asdict(target), sort_keys=True).encode()).hexdigest()[:12]
+    """A short content hash of the target and of the normalisation's version: normalised takes for different
+    targets, or from a normalisation that wrote other bytes, never share a file."""
+    identity = {**asdict(target), "normalisation_version": NORMALISATION_VERSION}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def normalised_take_path(takes_dir: Path, target: LoudnessTarget, key: str) -> Path:
