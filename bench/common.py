@@ -76,10 +76,10 @@ def lines_of(manifest: Path, engine: str) -> list:
 def planned_lines(manifest: Path, engine: str) -> tuple:
     """The ingested script, and its lines as (job, engine request) pairs in script order."""
     from engine.base import RenderRequest
-    from engine.settings import get_settings
-    from tasks.ingest import ingest
-    from tasks.plan import plan_jobs
-    from tasks.render import prepare_engines
+    from tasks.core.settings import get_settings
+    from tasks.render.engines import prepare_engines
+    from tasks.script.ingest import ingest
+    from tasks.script.plan import plan_jobs
 
     settings = get_settings()
     script = ingest(manifest, settings.voices_dir)

@@ -52,11 +52,11 @@ def main() -> None:
     import torch
 
     from engine.base import DecodingParams, RenderRequest, VoicePrompt
-    from engine.base import sha256_file
     from engine.device import choose_device, choose_dtype
     from engine.higgs import HiggsEngine
-    from engine.settings import get_settings
     from engine.tiny_higgs import build_random_higgs, build_tiny_checkpoint
+    from tasks.core.files import sha256_file
+    from tasks.core.settings import get_settings
 
     size = "full" if args.full_size else "tiny"
     frames = args.frames or (250 if args.full_size else 100)

@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.base import DecodingParams, RenderRequest, VoicePrompt  # noqa: E402
 from engine.pool import render_lane, warm_engine  # noqa: E402
 from flows.deliver import audio_workers  # noqa: E402
-from tasks.assemble import measure  # noqa: E402
-from tasks.audio_io import write_wav_atomic  # noqa: E402
-from tasks.loudness import resolve_target  # noqa: E402
-from tasks.mastering import normalise_takes  # noqa: E402
-from tasks.batch_render import Take  # noqa: E402
+from tasks.audio.assemble import measure
+from tasks.audio.loudness import resolve_target
+from tasks.audio.wav import write_wav_atomic
+from tasks.output.mastering import normalise_takes
+from tasks.render.batch import Take
 
 SENTENCES = [
     "Gull Rock stood a mile off the coast, a grey tooth of stone with a white tower on its back.",

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, lines_of, planned_lines, prepare_environment, save, write_manifest  # noqa: E402
-from engine.device import usable_cores  # noqa: E402
+from tasks.core.processes import usable_cores
 
 ENGINE = "hibari"  # the embedded default: where orchestration overhead shows most
 
@@ -56,8 +56,8 @@ class CpuClock:
 def plain_loop(manifest: Path, out: Path) -> tuple[float, float]:
     """(b): load once, render each line, normalise it inline (BS.1770 to -19 LUFS, peak-limited), write it."""
     from engine.pool import warm_engine
-    from tasks.audio_io import write_wav_atomic
-    from tasks.loudness import normalise, resolve_target
+    from tasks.audio.loudness import normalise, resolve_target
+    from tasks.audio.wav import write_wav_atomic
 
     start = time.perf_counter()
     engine = warm_engine(ENGINE, "cpu", "auto", lane=90).engine  # its own instance: a cold load, like a new process
@@ -75,8 +75,8 @@ def _render_normalised(lines: list, lane: int, target, out: Path, normalised: di
     """Render `lines` ((job, request) pairs) in order on one engine instance, each take normalised inline and
     written as (a) writes its normalised takes; their paths go into `normalised`. Returns their audio seconds."""
     from engine.pool import warm_engine
-    from tasks.audio_io import write_wav_atomic
-    from tasks.loudness import normalise
+    from tasks.audio.loudness import normalise
+    from tasks.audio.wav import write_wav_atomic
 
     engine = warm_engine(ENGINE, "cpu", "auto", lane=lane).engine  # its own instance: a cold load
     seconds = 0.0
@@ -93,8 +93,8 @@ def _chapters_and_book(script, lines: list, normalised: dict[str, str], target, 
     """What (a) delivers after the takes, with the flow's own code: every chapter mastered (through `each`, a
     map: serial or a pool's), then the book WAV."""
     from flows.deliver import book_path
-    from tasks.export import chapter_path, export_book
-    from tasks.mastering import master_chapter
+    from tasks.output.export import chapter_path, export_book
+    from tasks.output.mastering import master_chapter
 
     d = script.manifest.defaults
     chapters = list(each(lambda ch: master_chapter(
@@ -145,7 +145,7 @@ def old_web_ui(manifest: Path, out: Path) -> tuple[float, float]:
     import soxr
 
     from engine.pool import warm_engine
-    from tasks.audio_io import write_wav_atomic
+    from tasks.audio.wav import write_wav_atomic
 
     start = time.perf_counter()
     engine = warm_engine(ENGINE, "cpu", "auto", lane=91).engine
@@ -177,8 +177,7 @@ def flow_run(manifest: Path, out: Path, encode: bool) -> dict:
     finally:
         os.environ["PATH"] = saved
     from engine.pool import get_engine, lane_count
-
-    from tasks.provenance import connect
+    from tasks.store.db import connect
 
     with connect(Path(summary.database)) as con:  # the takes' audio, as (b) and (c) count it: no pauses, no room tone
         take_audio = con.execute("SELECT sum(duration) FROM renders WHERE run_id = ?", [summary.run_id]).fetchone()[0]

@@ -34,8 +34,8 @@ def three_seeds(work: Path) -> tuple[Path, list[str]]:
 
 
 def main() -> None:
-    from engine.settings import get_settings
-    from tasks.review_page import write_review_page
+    from tasks.core.settings import get_settings
+    from tasks.review.page import write_review_page
 
     work = Path(tempfile.mkdtemp(prefix="voicebatch-review-shot-"))
     db, run_ids = (get_settings().database, sys.argv[1:]) if sys.argv[1:] else three_seeds(work)

@@ -1,7 +1,6 @@
 """The engine interface: one abstract render method, capability attributes and a nested Options model."""
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,12 +9,12 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-SAMPLE_RATE = 24_000  # Hz; every engine returns mono float32 at this rate
+from engine.lexicon import rewrite
+from tasks.core.errors import EngineError
 
 
 class DecodingParams(BaseModel):
     """Decoding settings of one render. Frozen and hashable: part of the grouping key and the cache key."""
-
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     temperature: float = Field(0.7, gt=0, le=5, description="Sampling temperature, > 0.")
@@ -33,7 +32,6 @@ class DecodingParams(BaseModel):
 @dataclass(frozen=True)
 class VoicePrompt:
     """What an engine needs of a voice: its staged reference, transcript and this engine's options."""
-
     voice_id: str
     content_hash: str
     reference: Path | None = None
@@ -47,7 +45,6 @@ class VoicePrompt:
 @dataclass(frozen=True)
 class RenderRequest:
     """One chunk of text to speak with a voice and decoding settings."""
-
     text: str
     voice: VoicePrompt
     params: DecodingParams
@@ -63,7 +60,6 @@ class RenderRequest:
 @dataclass
 class EngineInfo:
     """What provenance records about the engine that made a take."""
-
     engine: str
     model: str
     revision: str | None
@@ -75,7 +71,6 @@ class EngineInfo:
 
 class Engine(ABC):
     """A loaded speech engine. Engines render and describe themselves; they never write to the database."""
-
     id: ClassVar[str]
     code_version: ClassVar[str] = "1"  # bump when a code change alters the sound: it is part of the cache key
     honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
@@ -86,7 +81,6 @@ class Engine(ABC):
 
     class Options(BaseModel):
         """Per-voice options for this engine (voice.yaml `engines.<id>`)."""
-
         model_config = ConfigDict(extra="forbid")
 
     def __init__(self, device: str = "cpu", dtype: str = "auto") -> None:
@@ -95,15 +89,12 @@ class Engine(ABC):
 
     def load(self) -> None:
         """Load weights; called once per process by the warm pool."""
-
     @abstractmethod
     def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
         """Speak each request; return one mono float32 array at SAMPLE_RATE per request, in order."""
-
     @abstractmethod
     def info(self) -> EngineInfo:
         """Model, device, dtype and versions, for provenance."""
-
     @classmethod
     def phoneme_alphabet(cls) -> frozenset[str] | None:
         """The symbols a `/phonemes/` pronunciation may use with this engine; None when it reads text only
@@ -113,8 +104,6 @@ class Engine(ABC):
     def spoken_text(self, request: RenderRequest) -> str:
         """What the engine reads for a request: its text with the matching pronunciations applied (respellings
         here; an engine that reads phonemes overrides this)."""
-        from engine.errors import EngineError
-        from engine.lexicon import rewrite
 
         try:
             return rewrite(request.text, request.pronunciations)
@@ -127,14 +116,5 @@ class Engine(ABC):
 
     def clear_caches(self) -> None:
         """Release per-job buffers."""
-
     def close(self) -> None:
         """Free the model."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -1,24 +1,15 @@
 """Device and dtype for torch engines: mps, else cuda, else cpu; a dtype that suits the device. Overridable."""
 from __future__ import annotations
 
-import os
 import re
 
-from engine.errors import EngineError
+from tasks.core.errors import EngineError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16", "half": "float16"}
 # bf16 is what the weights were trained in; MPS gets fp16, which every macOS version runs.
 AUTO_DTYPE = {"cuda": "bfloat16", "mps": "float16", "cpu": "float32"}
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the OS has one; macOS has not)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def available_devices() -> list[str]:
@@ -67,3 +58,10 @@ def torch_dtype(name: str):
     import torch
 
     return getattr(torch, name)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an engine call failed for lack of device memory (torch.OutOfMemoryError, or the RuntimeError
+    that older torch and MPS raise), told by name so that callers need not import torch."""
+    return "OutOfMemory" in type(error).__name__ or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())

@@ -10,7 +10,8 @@ import numpy as np
 from pydantic import Field
 
 from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
-from engine.errors import EngineError
+from engine.lexicon import rewrite
+from tasks.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 BUNDLED_VOICE = "heart"
@@ -79,8 +80,6 @@ class HibariEngine(Engine):
 
     def spoken_text(self, request: RenderRequest) -> str:
         """Respellings as text, phonemes through hibari's own inline form `[words](/phonemes/)`."""
-        from engine.lexicon import rewrite
-
         return rewrite(request.text, request.pronunciations, lambda words, phonemes: f"[{words}](/{phonemes}/)")
 
     def effective_options(self, voice: VoicePrompt) -> dict:

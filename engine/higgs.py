@@ -14,10 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.base import SAMPLE_RATE, Engine, EngineInfo, RenderRequest, VoicePrompt
-from engine.device import choose_device, choose_dtype, torch_dtype
-from engine.errors import EngineError
-from engine.settings import get_settings
+from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
+from engine.device import choose_device, choose_dtype, is_out_of_memory, torch_dtype
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import EngineError
+from tasks.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,6 @@ def _from_pretrained(loader, source: str, **kwargs):
         if constants.HF_HUB_OFFLINE:
             raise
     return loader.from_pretrained(source, **kwargs)
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
 
 
 def read_reference(path: Path) -> np.ndarray:
@@ -233,7 +227,7 @@ class HiggsEngine(Engine):
         try:
             return self.generate(requests)
         except Exception as e:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raises)
-            if not _is_out_of_memory(e):
+            if not is_out_of_memory(e):
                 raise
             self.clear_caches()
             if len(requests) == 1:

@@ -12,8 +12,9 @@ from typing import Sequence
 import numpy as np
 from pydantic import Field
 
-from engine.base import SAMPLE_RATE, Engine, EngineInfo, RenderRequest
-from engine.errors import EngineError
+from engine.base import Engine, EngineInfo, RenderRequest
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import EngineError
 
 BUNDLED_MODEL = "joe"
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from engine.base import Engine
-from engine.device import usable_cores
 from engine.lane import device_lane, thread_lock
 from engine.registry import engine_class
+from tasks.core.processes import usable_cores
+from tasks.core.settings import get_settings
 
 
 @dataclass
@@ -67,7 +68,6 @@ def lane_count(engine: Engine) -> int:
     """Render lanes for an engine: one per core for single-threaded CPU engines, else one per device."""
     if not (engine.cpu_lanes and engine.device == "cpu"):
         return 1
-    from engine.settings import get_settings
 
     return get_settings().cpu_lanes or usable_cores()
 
@@ -110,8 +110,6 @@ def lane_lock(device: str) -> threading.Lock:
 
 def render_lane(device: str) -> AbstractContextManager:
     """The device's render lane, shared with every process on this machine (VOICEBATCH_LANE_DIR)."""
-    from engine.settings import get_settings
-
     return device_lane(device, get_settings().lane_dir)
 
 
@@ -122,12 +120,3 @@ def loaded_counts() -> dict[str, int]:
         for (name, device, dtype, _lane), n in load_counts.items():
             counts["/".join((name, device, dtype))] = counts.get("/".join((name, device, dtype)), 0) + n
         return counts
-
-
-def close_all() -> None:
-    with _pool_lock:
-        for engine in _engines.values():
-            engine.close()
-        _engines.clear()
-        _loaded.clear()
-        _free_cpu_lanes.clear()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from engine.errors import EngineError
+from tasks.core.errors import EngineError
 
 _ENGINES = {
     "higgs": ("engine.higgs", "HiggsEngine", None),

@@ -16,10 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.base import SAMPLE_RATE, EngineInfo, RenderRequest
-from engine.errors import EngineError
+from engine.base import EngineInfo, RenderRequest
 from engine.hibari import HibariEngine
-
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import EngineError
 
 GARBLED = re.compile(r"\s*FAULT:garbled@(\d+)")
 OTHER_LINE = "Nobody had written to the lighthouse in years, and now there were two letters on the table."

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.base import sha256_file
-from engine.errors import EngineError
+from engine.device import choose_device
+from tasks.core.errors import EngineError
+from tasks.core.files import sha256_file
 
 WHISPER_RATE = 16_000  # Hz; what Whisper's feature extractor expects
 
@@ -28,18 +29,6 @@ class Transcription:
     language: str | None
     model: str  # model identity: an official name, or "file:<sha256>" of a checkpoint
     seconds: float
-
-
-def choose_device(setting: str = "auto") -> str:
-    """mps, else cuda, else cpu for `auto`; a named device as given. (The same rule as the torch engines.)"""
-    import torch
-
-    wanted = setting.strip().lower()
-    if wanted != "auto":
-        return wanted
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def whisper_cache_dir() -> Path:

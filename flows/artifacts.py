@@ -1,11 +1,18 @@
-"""The run's report in the Prefect UI: a markdown summary, a table with one row per take, and progress."""
+"""The run's report in the Prefect UI: a markdown summary, a table with one row per take, progress, and
+the link to the run's review page."""
 from __future__ import annotations
 
 import logging
 import re
 import threading
+from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
+
+from flows import steps
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +61,10 @@ def take_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class Progress:
     """A progress artifact for the render lane (0-100 %); silently absent outside a Prefect run."""
-
     def __init__(self, key: str, total: int) -> None:
         self.total, self.done, self.id = max(total, 1), 0, None
         self._lock = threading.Lock()
         try:
-            from prefect.artifacts import create_progress_artifact
-
             self.id: UUID | None = create_progress_artifact(0.0 if total else 100.0, key=key,
                                                             description="takes rendered so far")
         except Exception as e:  # noqa: BLE001 - a UI nicety must never fail a render
@@ -71,8 +75,6 @@ class Progress:
             self.done += count
             if self.id is None:
                 return
-            from prefect.artifacts import update_progress_artifact
-
             update_progress_artifact(self.id, 100.0 * self.done / self.total)
 
 
@@ -80,8 +82,6 @@ def publish(title: str, summary: str, table: list[dict[str, Any]], kind: str = "
     """A run's report as artifacts: `kind` "run" is the summary and take table, "qa" the QA report and its
     per-take table, "sweep" a sweep's ranking and its per-point table. The run is already recorded, so a
     failure here only warns."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
     keys = {"run": ("summary", "takes"), "qa": ("qa", "qa-takes"), "sweep": ("sweep", "sweep-points")}[kind]
     try:
         create_markdown_artifact(summary, key=artifact_key(title, keys[0]), description=f"voicebatch {kind} of {title}")
@@ -89,3 +89,18 @@ def publish(title: str, summary: str, table: list[dict[str, Any]], kind: str = "
         create_table_artifact(table, key=artifact_key(title, keys[1]), description=f"{kind}: one row per {row}")
     except Exception as e:  # noqa: BLE001
         log.warning("could not publish the %s report to Prefect: %s", kind, e)
+
+
+def write_and_link(db: Path, run_id: str, title: str, logger: logging.Logger | logging.LoggerAdapter) -> str | None:
+    """The page's path, or None when it could not be written: the run is already recorded, so this warns."""
+    try:
+        page = steps.write_review_page(db, [run_id])
+    except Exception as e:  # noqa: BLE001 - a listening aid must never fail a finished render
+        logger.warning("could not write the review page: %s (`voicebatch review %s` tries again)", e, run_id)
+        return None
+    try:
+        create_link_artifact(page.as_uri(), link_text=f"review page: {page.name}", key=artifact_key(title, "review"),
+                             description="every take of the run with a player, its settings, scores and levels")
+    except Exception as e:  # noqa: BLE001
+        logger.warning("could not link the review page from the Prefect run: %s", e)
+    return str(page)

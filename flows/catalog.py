@@ -6,8 +6,10 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from engine.errors import UserInputError, VoicebatchError
+from flows.doctor import check_whisper
 from flows.render import render_manifest
+from tasks.core.errors import UserInputError, VoicebatchError
+from tasks.core.settings import get_settings
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -21,9 +23,6 @@ def catalog_manifests(folder: Path) -> list[Path]:
 
 def qa_available() -> str | None:
     """None when the configured Whisper model is on this machine; else why QA cannot run, with the fix."""
-    from engine.settings import get_settings
-    from tasks.doctor import check_whisper
-
     check = check_whisper(get_settings())
     if check.status == "ok":
         return None

@@ -15,16 +15,19 @@ from typing import Callable
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from engine.device import usable_cores
+from flows import steps
+from flows.quality import QaOutcome
 from flows.runners import remote_task_runner
-from tasks import cache, steps
-from tasks.batch_render import BatchResult, Take
-from tasks.encode import NO_FFMPEG, find_ffmpeg
-from tasks.export import OutputFile, book_dir, chapter_path
-from tasks.ingest import Script
-from tasks.loudness import LoudnessTarget
-from tasks.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
-from tasks.plan import RenderBatch, RenderJob
+from tasks.audio.loudness import LoudnessTarget
+from tasks.core.processes import usable_cores
+from tasks.output.encode import NO_FFMPEG, find_ffmpeg
+from tasks.output.export import OutputFile, book_dir, chapter_path
+from tasks.output.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
+from tasks.render import cache
+from tasks.render.batch import BatchResult, Take
+from tasks.script.ingest import Script
+from tasks.script.plan import RenderBatch, RenderJob
+from tasks.store.db import connect
 
 MASTERING_VERSION = "4"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
@@ -42,6 +45,7 @@ class Delivery:
     reused: set[str] = field(default_factory=set)  # output paths found up to date
     warnings: list[str] = field(default_factory=list)
     milestones: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it was reached
+    qa: QaOutcome | None = None  # QA's outcome, when the run checked its takes
 
     @property
     def files(self) -> list[OutputFile]:
@@ -90,10 +94,11 @@ def _reused(kind: str, chapter: int | None, title: str, record: cache.CachedFile
 def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], rendered: list[PrefectFuture],
             cached: BatchResult, out: Path, db: Path, force: bool, max_mb: float,
             logger: logging.Logger | logging.LoggerAdapter,
-            settle: Callable[[], tuple[list[RenderJob], list[Take]]] | None = None) -> Delivery:
+            settle: Callable[[], QaOutcome] | None = None) -> Delivery:
     """`rendered[i]` is the future of batch i's BatchResult; `cached` holds the takes reused from the cache.
     With `settle` (QA), every rendered take is normalised as soon as its batch lands, then `settle()` waits for
-    the kept takes (re-takes, cached takes) and gives the final jobs; the chapters are mastered from those."""
+    QA's outcome (the kept takes: re-takes, cached takes); the chapters are mastered from the final jobs, and
+    the outcome is returned in the delivery."""
     manifest = script.manifest
     target = manifest.loudness.resolve()
     takes_dir = out / "takes"
@@ -123,6 +128,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                                                                    keys={j.key for j in batch.jobs} & keys))
                 waits_for.update({j.key: future for j in batch.jobs})
 
+        qa = None
         if settle is None:
             prints, reusable, to_master, master_keys = _mastering_plan(script, jobs, target, out, db, force)
             normalise_now([t for t in cached.takes if t.key in master_keys])
@@ -131,7 +137,8 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
             # A first take is almost always the kept one: normalising it now overlaps the render lane, and the
             # rare one QA replaces costs one wasted normalisation. Re-takes are normalised only when kept.
             normalise_batches({j.key for b in batches for j in b.jobs})
-            jobs, kept = settle()
+            qa = settle()
+            jobs, kept = qa.final_jobs(jobs), list(qa.kept.values())
             prints, reusable, to_master, master_keys = _mastering_plan(script, jobs, target, out, db, force)
             normalise_now([t for t in kept if t.key in master_keys and t.key not in waits_for])
         paths = {ch.index: chapter_path(out, manifest.title, ch.index, ch.title) for ch in script.chapters}
@@ -207,7 +214,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows += _recorded_loudness(db, [c.path for c in chapters if c.path in reused])
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
-                    warnings, milestones)
+                    warnings, milestones, qa)
 
 
 def _mastering_plan(script: Script, jobs: list[RenderJob], target: LoudnessTarget, out: Path, db: Path,
@@ -225,7 +232,6 @@ def _recorded_loudness(db: Path, paths: list[str]) -> list[dict]:
     """The newest loudness report of chapters reused as they were."""
     if not paths:
         return []
-    from tasks.provenance import connect
 
     with connect(db) as con:
         cur = con.execute("""

@@ -15,7 +15,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from engine.settings import Settings
+from engine.registry import available_engines, engine_class
+from engine.device import choose_device
+from engine.whisper import local_model_file
+from tasks.core.errors import EngineError
+from tasks.core.settings import Settings
+from tasks.store import db as provenance
 
 HIGGS_DEFAULT = "bosonai/higgs-audio-v2-generation-3B-base"
 
@@ -51,8 +56,6 @@ def check_versions() -> tuple[dict[str, str | None], list[Check]]:
 def check_devices(settings: Settings) -> tuple[dict[str, Any], list[Check]]:
     import torch
 
-    from tasks.transcribe import choose_device
-
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     cuda = torch.cuda.is_available()
     facts: dict[str, Any] = {"cuda": cuda, "cuda_devices": [torch.cuda.get_device_name(i)
@@ -81,9 +84,6 @@ def check_mps_fallback(user_value: str | None, mps: bool) -> Check:
 
 
 def check_engine(settings: Settings) -> Check:
-    from engine.errors import EngineError
-    from engine.registry import available_engines, engine_class
-
     try:
         cls = engine_class(settings.engine)
     except EngineError as e:
@@ -120,8 +120,6 @@ def check_higgs(settings: Settings) -> Check:
 
 
 def check_whisper(settings: Settings) -> Check:
-    from tasks.transcribe import local_model_file
-
     found = local_model_file(settings.whisper_model)
     if found:
         return Check("whisper model", "ok", f"{settings.whisper_model} is here: {found}")
@@ -156,8 +154,6 @@ def check_output_dir(out: Path) -> Check:
 
 
 def check_database(db: Path) -> Check:
-    from tasks import provenance
-
     if not db.exists():
         return Check("provenance database", "ok", f"{db} does not exist yet; the first render creates it")
     try:

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect.futures import PrefectFuture
 
-from engine.settings import Settings
-from tasks import steps
-from tasks.batch_render import BatchResult, Take, TakeLimits
-from tasks.ingest import Script
-from tasks.manifest import Qa
-from tasks.plan import RenderJob
-from tasks.qa import QaBatch, QaPlan, retake_jobs
-from tasks.qa_pace import learn_paces
-from tasks.qa_score import QaLimits
-from tasks.render import EngineSetup
+from engine.device import choose_device
+from engine.whisper import model_id, whisper_model
+from flows import steps
+from tasks.core.settings import Settings
+from tasks.qa.check import QaBatch, QaPlan, retake_jobs
+from tasks.qa.pace import learn_paces
+from tasks.qa.score import QaLimits
+from tasks.render.batch import BatchResult, Take, TakeLimits
+from tasks.render.engines import EngineSetup
+from tasks.script.ingest import Script
+from tasks.script.manifest import Qa
+from tasks.script.plan import RenderJob
 
 CACHED_PER_TASK = 16  # cached takes scored per task: most scores come from the cache and cost nothing
 
@@ -43,7 +45,6 @@ def qa_plan(config: Qa, requested: bool | None, settings: Settings) -> QaPlan | 
     The ASR model is loaded here, so a missing model stops the run before anything renders."""
     if not (config.enabled if requested is None else requested):
         return None
-    from tasks.transcribe import choose_device, model_id, whisper_model
 
     whisper_model(settings.whisper_model, choose_device(settings.device))
     return QaPlan(settings.whisper_model, model_id(settings.whisper_model), settings.device,
@@ -69,9 +70,9 @@ def submit_checks(plan: QaPlan, script: Script, jobs: list[RenderJob], setup: En
     return checks
 
 
-def gather(checks: list[PrefectFuture], out: QaOutcome | None = None) -> QaOutcome:
-    """Wait for every check task and collect what they kept and every attempt (into `out` when given)."""
-    out = out if out is not None else QaOutcome()
+def gather(checks: list[PrefectFuture]) -> QaOutcome:
+    """Wait for every check task and collect what they kept and every attempt."""
+    out = QaOutcome()
     for future in checks:
         batch: QaBatch = future.result()
         out.kept.update(batch.kept)
@@ -83,13 +84,3 @@ def gather(checks: list[PrefectFuture], out: QaOutcome | None = None) -> QaOutco
         out.intervals.append((batch.started, batch.ended))
     out.attempts.sort(key=lambda r: (r["chapter"], r["line"], r["chunk"], r["attempt"]))
     return out
-
-
-def settler(checks: list[PrefectFuture], jobs: list[RenderJob],
-            out: QaOutcome) -> Callable[[], tuple[list[RenderJob], list[Take]]]:
-    """For delivery: waits for QA, then gives the jobs with each re-taken one replaced by the job of its kept
-    take, and the kept takes (QA's outcome lands in `out`)."""
-    def settle() -> tuple[list[RenderJob], list[Take]]:
-        gather(checks, out)
-        return out.final_jobs(jobs), list(out.kept.values())
-    return settle

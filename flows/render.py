@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +14,23 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from engine.errors import UserInputError
-from engine.settings import get_settings
-from flows import quality, review_link
+from flows import artifacts, quality, steps
 from flows.deliver import deliver
-from flows.run_start import preload_voices, run_place
+from flows.run_skeleton import (collect, failed_rows, failure_recorded, look_up_cache, preload_voices, record_as_landed,
+                                 refuse_too_many, run_place, submit_renders, take_limits)
 from flows.runners import remote_task_runner
-from tasks import cache, provenance, qa_report, report, run_record, steps
-from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
-from tasks.mastering import take_level_rows
-from tasks.overrides import apply_overrides, parse_overrides
-from tasks.plan import group_jobs, plan_jobs
-from tasks.pronunciations import check_pronunciations
-from tasks.render import speaker_engines
-from tasks.workers import worker_rows
+from tasks.core.settings import get_settings
+from tasks.output.mastering import take_level_rows
+from tasks.qa import report as qa_report
+from tasks.render import cache
+from tasks.render import records as run_record
+from tasks.render.batch import BatchResult
+from tasks.render.records import worker_rows
+from tasks.script.engine_choice import speaker_engines
+from tasks.script.overrides import apply_overrides, parse_overrides
+from tasks.script.plan import group_jobs, plan_jobs
+from tasks.script.pronunciations import check_pronunciations
+from tasks.store import db as provenance
 
 
 @dataclass
@@ -61,24 +65,13 @@ def _milestones(started: float, spans: list[tuple[float, float]], delivered: dic
     return {name: t - started for name, t in {**at, **delivered, "finished": time.perf_counter()}.items()}
 
 
-def _record_landed_batches(batches: list, futures: list, run_id: str, db: Path, logger) -> None:
-    """After a failure, record the takes of every batch that finished rendering: leaving the bookkeeping pool
-    cancels record tasks still queued, and the next run must reuse those takes (recording is idempotent)."""
-    for batch, future in zip(batches, futures):
-        try:
-            if future.state.is_completed():
-                run_record.record_batch(future.result(), {j.key: batch.engine for j in batch.jobs}, run_id, db)
-        except Exception as e:  # noqa: BLE001 - the run's own error is the one to report
-            logger.warning("could not record the takes of batch %d after the failure: %s", batch.index, e)
-
-
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
                     force: bool = False, qa: bool | None = None, overrides: dict[str, Any] | None = None,
                     review: bool = True) -> RunSummary:
     """Render a manifest into chapter and book WAVs, re-rendering only what changed (all with `force`); with
     `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged.
-    `overrides` (tasks/overrides.py) set decoding settings and loudness on top of the manifest's; with `review`
+    `overrides` (tasks/script/overrides.py) set decoding settings and loudness on top of the manifest's; with `review`
     the run's review page is written and linked."""
     settings = get_settings()
     logger = get_run_logger()
@@ -91,8 +84,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     check_pronunciations(script, engine, settings.engine)
     provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256, title, out, force,
                                                   overrides=provenance.as_json(run_overrides.as_record())))
-    batches, futures = [], []
-    try:
+    with failure_recorded(place, logger) as in_flight:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = preload_voices(script, speaker_engine, out, db, run_id)
         qa_plan = quality.qa_plan(script.manifest.qa, qa, settings)
@@ -100,12 +92,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         setup = steps.prepare_engines(quote(script), engine, settings.engine, settings.device, settings.dtype,
                                       speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
-        if len(jobs) > settings.max_takes_per_run:
-            raise UserInputError(f"{manifest}: plans {len(jobs)} takes, more than VOICEBATCH_MAX_TAKES_PER_RUN="
-                                 f"{settings.max_takes_per_run}; split the manifest or raise the limit")
-        hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, quote([j.key for j in jobs]))
-        cache.record_takes(db, adopted)
-        takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
+        refuse_too_many(len(jobs), manifest, settings, "plans", "split the manifest or raise the limit")
+        hits, takes = look_up_cache(db, takes_dir, [j.key for j in jobs], force)
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
         batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
@@ -116,50 +104,37 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         local = not remote_task_runner()
         load_seconds = (steps.load_engines([b.engine for b in batches], settings.device, settings.dtype)
                         if batches and local else 0.0)
-        progress = report.Progress(report.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
-        limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
-        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
-                                             limits, script.manifest.scene) for b in batches]
-        # Takes are recorded as each batch lands, so a run killed later still reuses them. Recording stays in
-        # this process on one thread (one database writer) whatever runs the renders (threads or Dask).
+        progress = artifacts.Progress(artifacts.artifact_key(title, "progress"), sum(len(b.jobs) for b in batches))
+        futures = submit_renders(batches, setup, takes_dir, settings, script.manifest.scene)
+        in_flight.batches, in_flight.futures = batches, futures
         with ThreadPoolTaskRunner(max_workers=1) as bookkeeping:
-            records = [bookkeeping.submit(steps.record_batch, dict(
-                result=f, engine_of={j.key: b.engine for j in b.jobs}, run_id=run_id, db=db, progress=progress))
-                for b, f in zip(batches, futures)]  # each batch's own keys: Prefect walks every task input
-            checked = quality.QaOutcome()
+            records = record_as_landed(bookkeeping, batches, futures, run_id, db, on_recorded=progress.advance)
             if qa_plan:
                 # QA beside the render lane and normalisation as each batch lands; mastering waits for the takes
                 # QA keeps, and the chapters are assembled from them.
                 checks = quality.submit_checks(qa_plan, script, jobs, setup, futures, list(takes.values()), run_id,
-                                               db, takes_dir, settings, limits)
+                                               db, takes_dir, settings, take_limits(settings))
                 delivery = deliver(script, jobs, batches, futures, BatchResult(), out, db, force,
-                                   settings.max_output_mb, logger, settle=quality.settler(checks, jobs, checked))
-                jobs = checked.final_jobs(jobs)
-                hits.update(checked.reused)
+                                   settings.max_output_mb, logger, settle=partial(quality.gather, checks))
             else:
                 # Normalisation, mastering and export run in their own pool while the render lane goes on.
                 delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db,
                                    force, settings.max_output_mb, logger)
-            failures: dict[str, RenderFailure] = {}
-            spans: list[tuple[float, float]] = []
-            results = [future.result() for future in futures]
-            for result in results:
-                spans += result.spans
-                takes.update({t.key: t for t in result.takes})
-                failures.update({f.key: f for f in result.failures})
+            landed = collect(futures)
+            takes.update(landed.takes)
+            checked = delivery.qa or quality.QaOutcome()
             render_seconds = sum(t.render_seconds for t in takes.values()) + checked.retake_seconds
             if qa_plan:
+                jobs = checked.final_jobs(jobs)
+                hits.update(checked.reused)
                 takes = {t.key: t for t in checked.kept.values()}
             for record in records:
                 record.result()
+        failures, spans = landed.failures, landed.spans
         if failures:
             failed_chapters = sorted({j.chapter + 1 for j in jobs if j.key in failures})
             logger.warning("%d takes failed: chapters %s and the book are not assembled", len(failures),
                            ", ".join(map(str, failed_chapters)))
-    except BaseException as e:
-        _record_landed_batches(batches, futures, run_id, db, logger)
-        provenance.record_failed_run(db, run_id, e, time.perf_counter() - started, logger)
-        raise
 
     now = datetime.now()
     rows = run_record.render_rows(run_id, jobs, takes, hits, setup, now, failures)
@@ -167,8 +142,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                      delivery.fingerprints.get(o.path), o.path in delivery.reused, now)
                for o in delivery.files]
     loudness = [{**r, "run_id": run_id} for r in delivery.loudness_rows]
-    failed = [dict(source=r["source"], chapter=r["chapter"], line=r["line"], chunk=r["chunk"], text=r["text"],
-                   error=r["error"]) for r in rows if r["status"] == "failed"]
+    failed = failed_rows(rows)
     status = "partial" if failed else "completed"
     rendered = sum(k not in hits for k in takes)  # with QA, `takes` holds only the kept ones
     reused = len(takes) - rendered
@@ -182,13 +156,13 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
         extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness,
                "qa_takes": checked.attempts,
-               "run_workers": worker_rows(run_id, results, delivery.normalised)})
-    report.publish(title, report.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
-                   report.take_table(rows))
+               "run_workers": worker_rows(run_id, landed.results, delivery.normalised)})
+    artifacts.publish(title, artifacts.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
+                   artifacts.take_table(rows))
     if qa_plan:
-        report.publish(title, qa_report.markdown(title, run_id, checked.attempts),
+        artifacts.publish(title, qa_report.markdown(title, run_id, checked.attempts),
                        qa_report.take_table(checked.attempts), kind="qa")
-    review_page = review_link.write_and_link(db, run_id, title, logger) if review else None
+    review_page = artifacts.write_and_link(db, run_id, title, logger) if review else None
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
                       takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),

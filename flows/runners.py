@@ -3,7 +3,7 @@ prefect-dask, each Dask worker process holding its own warm engine (the process-
 loads an engine once per worker, on its first render)."""
 from __future__ import annotations
 
-from engine.errors import UserInputError
+from tasks.core.errors import UserInputError
 
 RUNNERS = ("threads", "dask")
 

@@ -1,7 +1,7 @@
 """A clear error, before any flow starts, when PREFECT_API_URL names a Prefect server that does not answer."""
 from __future__ import annotations
 
-from engine.errors import VoicebatchError
+from tasks.core.errors import VoicebatchError
 
 
 class PrefectServerDown(VoicebatchError):

@@ -1,31 +1,128 @@
-"""Thin Prefect wrappers around the pipeline's plain functions: names, retries, no input hashing.
-
-Inputs here are scripts, plans and paths; engines stay in the process-wide warm pool, never in a task's
-inputs. Results are not persisted: takes and outputs are files with their own content hashes.
-"""
+"""The pipeline's Prefect tasks: each calls one plain function of tasks/ and carries its name, run name and
+retries. Inputs are scripts, plans and paths; engines stay in the process-wide warm pool, never in a task's
+inputs. Results are not persisted (NO_CACHE): takes and outputs are files with their own content hashes."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import (batch_render, cache, encode, export, ingest, mastering, qa, render, review_page, run_record,
-                   sweep_score, voice_prep)
+from engine.base import VoicePrompt
+from tasks.audio.loudness import LoudnessTarget
+from tasks.output import encode, export, mastering
+from tasks.output.export import OutputFile
+from tasks.output.mastering import MasteredChapter, NormalisedTake
+from tasks.qa import check as qa_check
+from tasks.qa.check import QaBatch, QaPlan
+from tasks.render import batch as batch_rendering
+from tasks.render import cache, engines, records
+from tasks.render.batch import BatchResult, Take, TakeLimits
+from tasks.render.engines import EngineSetup
+from tasks.review import page as review_page
+from tasks.script import ingest
+from tasks.script.ingest import Script
+from tasks.script.plan import RenderBatch, RenderJob
+from tasks.script.voices import Voice
+from tasks.sweep import score as sweep_score
+from tasks.voices import preparation as voice_prep
+from tasks.voices.preparation import PreparedVoice
+from tasks.voices.reference_audio import ConversionSettings
 
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
-ingest_manifest = task(name="ingest", **_plain)(ingest.ingest)
-prepare_voice = task(name="prepare voice", task_run_name="voice: {voice.id}", **_plain)(voice_prep.prepare_voice)
-prepare_engines = task(name="choose engines", **_plain)(render.prepare_engines)
-load_engines = task(name="load engines", **_plain)(render.load_engines)
-find_cached_takes = task(name="find cached takes", **_plain)(cache.find_takes)
-render_batch = task(name="render", task_run_name="render {batch.name}", **_plain)(batch_render.render_batch)
-export_book = task(name="assemble book", **_plain)(export.export_book)
-normalise_takes = task(name="normalise takes", **_plain)(mastering.normalise_takes)
-normalise_batch = task(name="normalise batch", **_plain)(mastering.normalise_batch)
-record_batch = task(name="record takes", **_plain)(run_record.record_batch)
-master_chapter = task(name="master chapter", task_run_name="master: {title}", **_plain)(mastering.master_chapter)
-encode_chapter_mp3 = task(name="encode chapter mp3", **_plain)(encode.encode_chapter_mp3)
-encode_book = task(name="encode book", task_run_name="encode {kind}", **_plain)(encode.encode_book)
-check_takes = task(name="qa: transcribe and score takes", **_plain)(qa.check_batch)
-write_review_page = task(name="review page", **_plain)(review_page.write_review_page)
-score_sweep_takes = task(name="sweep: score takes", **_plain)(sweep_score.score_takes)
+
+@task(name="ingest", **_plain)
+def ingest_manifest(path: Path, voices_dir: Path) -> Script:
+    return ingest.ingest(path, voices_dir)
+
+
+@task(name="prepare voice", task_run_name="voice: {voice.id}", **_plain)
+def prepare_voice(voice: Voice, staging: Path, db: Path, conversion: ConversionSettings, whisper_model: str | None,
+                  device: str) -> PreparedVoice:
+    return voice_prep.prepare_voice(voice, staging, db, conversion, whisper_model, device)
+
+
+@task(name="choose engines", **_plain)
+def prepare_engines(script: Script, requested: str | None, default: str, device: str, dtype: str,
+                    speaker_engine: dict[str, str]) -> EngineSetup:
+    return engines.prepare_engines(script, requested, default, device, dtype, speaker_engine)
+
+
+@task(name="load engines", **_plain)
+def load_engines(names: list[str], device: str, dtype: str) -> float:
+    return engines.load_engines(names, device, dtype)
+
+
+@task(name="find cached takes", **_plain)
+def find_cached_takes(db: Path, takes_dir: Path, keys: Iterable[str]) -> tuple[dict[str, dict], list[dict]]:
+    return cache.find_takes(db, takes_dir, keys)
+
+
+@task(name="render", task_run_name="render {batch.name}", **_plain)
+def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,
+                 limits: TakeLimits, scene: str | None) -> BatchResult:
+    """No retries here: a failing batch is split and retried inside, down to single jobs (tasks/render/batch.py)."""
+    return batch_rendering.render_batch(batch, prompts, takes_dir, device, dtype, limits, scene)
+
+
+@task(name="record takes", retries=2, retry_delay_seconds=1, **_plain)
+def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db: Path,
+                 on_recorded: Callable[[int], None] | None) -> int:
+    """Retried: recording a take twice leaves one row, and a database busy past its wait may be free again."""
+    return records.record_batch(result, engine_of, run_id, db, on_recorded)
+
+
+@task(name="normalise takes", **_plain)
+def normalise_takes(takes: list[Take], target: LoudnessTarget, takes_dir: Path) -> list[NormalisedTake]:
+    return mastering.normalise_takes(takes, target, takes_dir)
+
+
+@task(name="normalise batch", **_plain)
+def normalise_batch(result: BatchResult, target: LoudnessTarget, takes_dir: Path, keys: set[str]) -> list[NormalisedTake]:
+    return mastering.normalise_batch(result, target, takes_dir, keys)
+
+
+@task(name="master chapter", task_run_name="master: {title}", **_plain)
+def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path, index: int, title: str,
+                   speaker_pause: float, chunk_pause: float, target: LoudnessTarget, max_mb: float) -> MasteredChapter | None:
+    return mastering.master_chapter(jobs, normalised, path, index, title, speaker_pause, chunk_pause, target, max_mb)
+
+
+@task(name="assemble book", **_plain)
+def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float,
+                room_tone_dbfs: float | None) -> OutputFile:
+    return export.export_book(chapters, path, title, max_mb, room_tone_dbfs)
+
+
+@task(name="encode chapter mp3", retries=1, **_plain)
+def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author: str | None, track: int,
+                       tracks: int, ceiling_dbtp: float | None) -> OutputFile:
+    """Retried once: ffmpeg writes into a temporary file renamed into place, so a second try starts clean."""
+    return encode.encode_chapter_mp3(ffmpeg, chapter, book_title, author, track, tracks, ceiling_dbtp)
+
+
+@task(name="encode book", task_run_name="encode {kind}", retries=1, **_plain)
+def encode_book(ffmpeg: str, book: OutputFile, chapters: list[OutputFile], author: str | None, kind: str,
+                ceiling_dbtp: float | None) -> OutputFile:
+    """Retried once, as the chapter MP3s are."""
+    return encode.encode_book(ffmpeg, book, chapters, author, kind, ceiling_dbtp)
+
+
+@task(name="qa: transcribe and score takes", **_plain)
+def check_takes(result: BatchResult, jobs: dict[str, RenderJob], retakes: dict[str, list[RenderJob]], plan: QaPlan,
+                run_id: str, db: Path, takes_dir: Path, prompts: dict[str, dict[str, VoicePrompt]], device: str,
+                dtype: str, take_limits: TakeLimits, scene: str | None) -> QaBatch:
+    return qa_check.check_batch(result, jobs, retakes, plan, run_id, db, takes_dir, prompts, device, dtype,
+                                take_limits, scene)
+
+
+@task(name="sweep: score takes", **_plain)
+def score_sweep_takes(result: BatchResult, texts: dict[str, str], plan: QaPlan | None, db: Path) -> dict[str, dict[str, Any]]:
+    return sweep_score.score_takes(result, texts, plan, db)
+
+
+@task(name="review page", **_plain)
+def write_review_page(db_path: Path, run_ids: list[str]) -> Path:
+    return review_page.write_review_page(db_path, run_ids)

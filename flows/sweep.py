@@ -13,19 +13,21 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from engine.errors import UserInputError
 from engine.registry import engine_class
-from engine.settings import get_settings
-from flows import quality, review_link
-from flows.run_start import preload_voices, run_place
-from tasks import cache, provenance, report, run_record, steps, sweep_score
-from tasks.batch_render import BatchResult, RenderFailure, Take, TakeLimits
-from tasks.ingest import Script
-from tasks.manifest import Qa
-from tasks.plan import EngineFacts, RenderJob, plan_jobs
-from tasks.pronunciations import check_pronunciations
-from tasks.render import speaker_engines
-from tasks.sweep_plan import (SweepJob, SweepSpec, grid_points, group_sweep, plan_sweep, refuse_ignored, select_jobs,
+from flows import artifacts, quality, steps
+from flows.run_skeleton import (collect, failed_rows, failure_recorded, look_up_cache, preload_voices, record_as_landed,
+                                 refuse_too_many, run_place, submit_renders)
+from tasks.core.settings import get_settings
+from tasks.render import records as run_record
+from tasks.render.batch import BatchResult, Take
+from tasks.script.engine_choice import speaker_engines
+from tasks.script.ingest import Script
+from tasks.script.manifest import Qa
+from tasks.script.plan import EngineFacts, RenderJob, plan_jobs
+from tasks.script.pronunciations import check_pronunciations
+from tasks.store import db as provenance
+from tasks.sweep import score as sweep_score
+from tasks.sweep.plan import (SweepJob, SweepSpec, grid_points, group_sweep, plan_sweep, refuse_ignored, select_jobs,
                               spec_from_block)
 
 
@@ -101,57 +103,42 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
     check_sweep(script, spec, engine, settings.engine)
     provenance.start_run(db, run_record.start_row(run_id, flow_run.get_id(), manifest, script.sha256,
                                                   script.manifest.title, out, False, kind="sweep"))
-    try:
+    with failure_recorded(place, logger) as in_flight:
         speaker_engine = speaker_engines(script, engine, settings.engine)
         script = preload_voices(script, speaker_engine, out, db, run_id)
         asr = quality.qa_plan(Qa(enabled=True), None, settings) if wer else None
         setup = steps.prepare_engines(script, engine, settings.engine, settings.device, settings.dtype, speaker_engine)
         selected = select_jobs(script, plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words), spec)
         planned = plan_sweep(script, selected, grid_points(spec), spec.seeds, setup.facts)
-        if len(planned) > settings.max_takes_per_run:
-            raise UserInputError(f"{manifest}: the sweep plans {len(planned)} takes, more than "
-                                 f"VOICEBATCH_MAX_TAKES_PER_RUN={settings.max_takes_per_run}; choose fewer lines, "
-                                 "values or seeds")
-        hits, adopted = steps.find_cached_takes(db, takes_dir, [p.job.key for p in planned])
-        cache.record_takes(db, adopted)
-        takes: dict[str, Take] = {k: run_record.take_from_row(r) for k, r in hits.items()}
+        refuse_too_many(len(planned), manifest, settings, "the sweep plans", "choose fewer lines, values or seeds")
+        hits, takes = look_up_cache(db, takes_dir, [p.job.key for p in planned])
         batches = group_sweep([p for p in planned if p.job.key not in hits], setup.facts, settings.batch_size)
         logger.info("sweep of %d takes (%d points): %d cached, %d to render in %d batches", len(planned),
                     len({p.point.name for p in planned}), len(planned) - sum(len(b.jobs) for b in batches),
                     sum(len(b.jobs) for b in batches), len(batches))
         load_seconds = steps.load_engines([b.engine for b in batches], settings.device, settings.dtype) if batches else 0.0
-        limits = TakeLimits(settings.take_seconds_per_word, settings.take_floor_seconds)
-        futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
-                                             limits, script.manifest.scene) for b in batches]
-        engine_of = {p.job.key: p.job.engine for p in planned}
+        futures = submit_renders(batches, setup, takes_dir, settings, script.manifest.scene)
+        in_flight.batches, in_flight.futures = batches, futures
         texts = {p.job.key: p.job.text for p in planned}
         with ThreadPoolTaskRunner(max_workers=1) as bookkeeping:
-            records = [bookkeeping.submit(steps.record_batch, dict(result=f, engine_of=engine_of, run_id=run_id,
-                                                                   db=db)) for f in futures]
+            records = record_as_landed(bookkeeping, batches, futures, run_id, db)
             # Scoring runs beside the render lane: one task per batch as it lands, one for the cached takes.
             scoring = [steps.score_sweep_takes.submit(result=f, texts=texts, plan=asr, db=db) for f in futures]
             scoring.append(steps.score_sweep_takes.submit(result=BatchResult(takes=list(takes.values())),
                                                           texts=texts, plan=asr, db=db))
-            failures: dict[str, RenderFailure] = {}
-            for future in futures:
-                result = future.result()
-                takes.update({t.key: t for t in result.takes})
-                failures.update({f.key: f for f in result.failures})
+            landed = collect(futures)
+            takes.update(landed.takes)
             scores: dict[str, dict[str, Any]] = {}
             for future in scoring:
                 scores.update(future.result())
             for record in records:
                 record.result()
-    except BaseException as e:
-        provenance.record_failed_run(db, run_id, e, time.perf_counter() - started, logger)
-        raise
 
     now = datetime.now()
     jobs = [p.job for p in planned]
-    renders = run_record.render_rows(run_id, jobs, takes, hits, setup, now, failures)
+    renders = run_record.render_rows(run_id, jobs, takes, hits, setup, now, landed.failures)
     sweep_rows = _take_rows(run_id, planned, takes, hits, scores)
-    failed = [dict(source=r["source"], chapter=r["chapter"], line=r["line"], chunk=r["chunk"], text=r["text"],
-                   error=r["error"]) for r in renders if r["status"] == "failed"]
+    failed = failed_rows(renders)
     status = "partial" if failed else "completed"
     unique = {j.key for j in jobs if j.key in takes}
     rendered = sum(k not in hits for k in unique)
@@ -166,9 +153,10 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
     ranked = sweep_score.point_scores([{**s, "status": r["status"], "duration": r.get("duration"),
                                         "peak_dbfs": r.get("peak_dbfs")} for s, r in zip(sweep_rows, renders)])
     title = script.manifest.title
-    report.publish(title, sweep_score.markdown(title, run_id, ranked), sweep_score.artifact_table(ranked), kind="sweep")
-    review_page = review_link.write_and_link(db, run_id, title, logger) if review else None
-    return SweepResult(review_page=review_page, run_id=run_id, status=status, output_dir=str(out), database=str(db), points=ranked,
+    artifacts.publish(title, sweep_score.markdown(title, run_id, ranked), sweep_score.artifact_table(ranked), kind="sweep")
+    review_page = artifacts.write_and_link(db, run_id, title, logger) if review else None
+    return SweepResult(review_page=review_page, run_id=run_id, status=status, output_dir=str(out), database=str(db),
+                       points=ranked,
                        takes_planned=len(planned), takes_rendered=rendered, takes_reused=len(unique) - rendered,
                        batches=len(batches), wall_seconds=wall, load_seconds=load_seconds,
                        asr_model=asr.asr_model_id if asr else None, failures=failed)

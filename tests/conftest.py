@@ -63,7 +63,7 @@ def rows(db: str, sql: str, params=()) -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A tiny random Whisper checkpoint: transcription mechanics, gibberish out."""
-    from tasks.tiny_whisper import write_tiny_whisper
+    from engine.tiny_whisper import write_tiny_whisper
 
     return write_tiny_whisper(tmp_path_factory.mktemp("whisper") / "tiny-random.pt")
 
@@ -91,7 +91,7 @@ def tiny_higgs(tmp_path_factory) -> Path:
 @contextmanager
 def setting(name: str, value: str):
     """A VOICEBATCH_* environment variable set for a while, the settings re-read on entry and exit."""
-    from engine.settings import get_settings
+    from tasks.core.settings import get_settings
 
     before = os.environ.get(name)
     os.environ[name] = value

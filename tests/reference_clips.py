@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from tasks.qa_score import word_error_rate  # noqa: F401  (re-exported for the transcription tests)
+from tasks.qa.score import word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "voices" / "ava" / "reference.wav"  # 24 kHz mono, ~9.1 s

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tasks.assemble import FADE_SECONDS, Segment, assemble_book, assemble_chapter, fade_edges, gap_after, measure
+from tasks.audio.assemble import FADE_SECONDS, Segment, assemble_book, assemble_chapter, fade_edges, gap_after, measure
 
 RATE = 24_000
 

@@ -1,6 +1,6 @@
 from hypothesis import given, settings, strategies as st
 
-from tasks.chunking import chunk_text, normalise_text, split_sentences
+from tasks.script.chunking import chunk_text, normalise_text, split_sentences
 
 
 def test_sentences_keep_abbreviations_initials_and_decimals_together():

@@ -65,7 +65,7 @@ def test_bad_manifests_exit_2_with_the_field_and_write_nothing(tmp_path, root):
     out.mkdir()
     # An existing database with one run in it: a refused manifest must add no row to it.
     db = out / "provenance.duckdb"
-    from tasks.provenance import connect, insert_rows
+    from tasks.store.db import connect, insert_rows
 
     with connect(db) as con:
         insert_rows(con, "runs", [dict(run_id="earlier", manifest_path="m", manifest_sha256="s", status="completed",

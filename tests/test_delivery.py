@@ -12,9 +12,9 @@ import yaml
 
 from conftest import rows
 from meters import ebur128, ffprobe
-from tasks.assemble import CHAPTER_GAP_SECONDS
-from tasks.encode import NO_FFMPEG
-from tasks.loudness import resolve_target
+from tasks.audio.assemble import CHAPTER_GAP_SECONDS
+from tasks.output.encode import NO_FFMPEG
+from tasks.audio.loudness import resolve_target
 
 pytestmark = pytest.mark.usefixtures("ffmpeg_installed")
 PROSE = ("The lamp room was warm, and the glass hummed faintly as the light turned. Ava wiped the lens with a soft "

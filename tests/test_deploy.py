@@ -247,7 +247,7 @@ def test_catalog_renders_every_manifest_incrementally_and_lists_bad_ones(server,
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from engine.errors import UserInputError
+    from tasks.core.errors import UserInputError
     from flows.catalog import render_catalog
 
     folder, out = tmp_path / "manifests", tmp_path / "out"

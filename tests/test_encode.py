@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.base import sha256_file
-from tasks.assemble import CHAPTER_GAP_SECONDS
-from tasks.audio_io import write_wav_atomic
-from tasks.encode import (EncodeError, chapter_marks, encode_book, encode_chapter_mp3, ffmetadata, find_ffmpeg)
-from tasks.export import OutputFile, export_book
+from tasks.core.files import sha256_file
+from tasks.audio.assemble import CHAPTER_GAP_SECONDS
+from tasks.audio.wav import write_wav_atomic
+from tasks.output.encode import EncodeError, chapter_marks, encode_book, encode_chapter_mp3, ffmetadata, find_ffmpeg
+from tasks.output.export import OutputFile, export_book
 from meters import ebur128, ffprobe
 
 RATE = 24_000
@@ -100,7 +100,7 @@ def test_an_encode_over_the_ceiling_is_redone_under_it(tmp_path):
 
 
 def test_the_book_carries_each_chapters_samples_exactly(book):
-    from tasks.audio_io import read_pcm16
+    from tasks.audio.wav import read_pcm16
 
     chapters, whole = book
     samples, start = read_pcm16(Path(whole.path)), 0

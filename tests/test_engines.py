@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine import DecodingParams, RenderRequest, VoicePrompt
-from engine.errors import EngineError
+from tasks.core.errors import EngineError
 from engine.pool import lane_lock, warm_engine
 from engine.registry import engine_class
 
@@ -36,7 +36,7 @@ def test_warm_pool_loads_once_and_has_one_lane_per_device():
 
 def test_single_threaded_cpu_engines_get_a_lane_per_core_each_with_its_own_instance(monkeypatch):
     from engine.pool import checkout, lane_count
-    from engine.settings import get_settings
+    from tasks.core.settings import get_settings
 
     monkeypatch.setenv("VOICEBATCH_CPU_LANES", "2")
     get_settings.cache_clear()
@@ -107,8 +107,8 @@ def test_a_voice_preferring_an_engine_that_cannot_run_falls_back_to_the_default_
 
     import yaml
 
-    from tasks.ingest import ingest
-    from tasks.render import speaker_engines
+    from tasks.script.ingest import ingest
+    from tasks.script.engine_choice import speaker_engines
 
     voices = tmp_path / "voices"
     shutil.copytree(voices_dir / "ava", voices / "ava")
@@ -118,7 +118,7 @@ def test_a_voice_preferring_an_engine_that_cannot_run_falls_back_to_the_default_
     manifest.write_text(yaml.safe_dump({"title": "T", "voices": {"Ava": "ava"},
                                         "chapters": [{"title": "C", "lines": [{"speaker": "Ava", "text": "Hi."}]}]}))
     script = ingest(manifest, voices)
-    with caplog.at_level(logging.WARNING, logger="tasks.render"):
+    with caplog.at_level(logging.WARNING, logger="tasks.script.engine_choice"):
         first = speaker_engines(script, None, "hibari")
         again = speaker_engines(script, None, "hibari")  # the CLI's pre-check, then the flow's own planning
     assert first == again == {"Ava": "hibari"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks import bs1770
-from tasks.limiter import _interpolation_filter, oversampling_factor, true_peak_dbtp, true_peak_envelope
-from tasks.loudness import integrated_lufs, loudness_range, normalise, resolve_target
+from tasks.audio import bs1770
+from tasks.audio.limiter import _interpolation_filter, oversampling_factor, true_peak_dbtp, true_peak_envelope
+from tasks.audio.loudness import integrated_lufs, loudness_range, normalise, resolve_target
 from test_loudness import speechlike
 
 RATE = 24_000

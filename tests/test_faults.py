@@ -35,7 +35,7 @@ def rows(db: str, sql: str, params=()) -> list[tuple]:
 
 @pytest.fixture()
 def fault_engine(monkeypatch):
-    from engine.settings import get_settings
+    from tasks.core.settings import get_settings
     from engine.testing import FaultInjectingEngine
 
     monkeypatch.setenv("VOICEBATCH_DEVICE", "mps")  # the drill engine pretends to be on Apple silicon

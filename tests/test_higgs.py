@@ -12,10 +12,10 @@ import torch
 
 from engine import DecodingParams, RenderRequest, VoicePrompt
 from engine.device import available_devices, choose_device, choose_dtype
-from engine.errors import EngineError
-from engine.settings import get_settings
-from tasks.render import voice_prompt
-from tasks.voices import load_voice
+from tasks.core.errors import EngineError
+from tasks.core.settings import get_settings
+from tasks.render.engines import voice_prompt
+from tasks.script.voices import load_voice
 from test_render_demo import rows
 
 RATE = 24_000
@@ -250,7 +250,7 @@ def test_longform_chunks_of_one_speaker_render_together_with_the_same_reference(
 
 
 def test_the_scene_enters_the_cache_key_only_for_engines_that_honour_it(voices_dir):
-    from tasks.plan import EngineFacts, cache_key
+    from tasks.script.plan import EngineFacts, cache_key
 
     voice = load_voice(voices_dir, "ava")
     params = DecodingParams()

@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from flows.cli import main
-from tasks.errors import ManifestError
-from tasks.ingest import ingest
+from tasks.core.errors import ManifestError
+from tasks.script.ingest import ingest
 
 HOSTILE = sorted(p for p in (Path(__file__).parent / "data" / "hostile").iterdir() if p.suffix in (".yaml", ".json"))
 
@@ -90,7 +90,7 @@ def test_random_bytes_are_refused_with_a_manifest_error(tmp_path, voices_dir, ra
 
 
 def test_text_edge_cases_are_handled_deliberately(tmp_path, voices_dir):
-    from tasks.plan import EngineFacts, plan_jobs
+    from tasks.script.plan import EngineFacts, plan_jobs
 
     lines = [
         "Café, naïve and façade: accents are spoken.",       # accents: kept
@@ -141,7 +141,7 @@ def test_a_manifest_cannot_reach_outside_its_folders(tmp_path, voices_dir, capsy
     assert "not valid" in refused({**base, "voices": {"A": "a/b"}, "chapters": [{"title": "c", "text": "x"}]})
 
     # Titles that look like paths become plain names inside the output folder.
-    from tasks.export import book_dir, chapter_path
+    from tasks.output.export import book_dir, chapter_path
 
     out = tmp_path / "out"
     for title in ["../../etc/passwd", "/etc/cron.d/x", "..", "a\x00b", "CON", "ÆØÅ 😀"]:

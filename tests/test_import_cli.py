@@ -12,9 +12,9 @@ import yaml
 from book_samples import add_encryption, build_epub
 from conftest import run_cli
 from flows.cli import main
-from tasks.audio_io import read_mono
-from tasks.ingest import ingest
-from tasks.plan import EngineFacts, plan_jobs
+from tasks.audio.wav import read_mono
+from tasks.script.ingest import ingest
+from tasks.script.plan import EngineFacts, plan_jobs
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def test_a_corrupted_or_missing_take_is_rendered_again(cached):
 
 
 def test_migrations_upgrade_a_database_made_by_the_previous_schema(tmp_path):
-    from tasks.provenance import MIGRATIONS, connect, schema_version
+    from tasks.store.db import MIGRATIONS, connect, schema_version
 
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from tasks.assemble import room_tone, with_room_tone
-from tasks.audio_io import write_wav_atomic
-from tasks.limiter import enforce_ceiling, limit_true_peak, true_peak_dbtp, true_peak_envelope
-from tasks.loudness import (ENCODE_MARGIN_DB, OLD_WEB_UI_RMS_DBFS, PRESET_TARGETS, check, integrated_lufs,
-                            noise_floor_dbfs, normalise, report, resolve_target, rms_dbfs)
+from tasks.audio.assemble import room_tone, with_room_tone
+from tasks.audio.wav import write_wav_atomic
+from tasks.audio.limiter import enforce_ceiling, limit_true_peak, true_peak_dbtp, true_peak_envelope
+from tasks.audio.loudness import (ENCODE_MARGIN_DB, OLD_WEB_UI_RMS_DBFS, PRESET_TARGETS, check, integrated_lufs,
+    noise_floor_dbfs, normalise, report, resolve_target, rms_dbfs)
 from meters import ebur128
 
 RATE = 24_000

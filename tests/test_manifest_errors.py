@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.errors import ManifestError
-from tasks.ingest import ingest
+from tasks.core.errors import ManifestError
+from tasks.script.ingest import ingest
 
 GOOD = {
     "title": "T",

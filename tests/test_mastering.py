@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from engine.base import DecodingParams
-from tasks.assemble import fade_edges, with_room_tone
-from tasks.audio_io import read_mono, read_pcm16, to_pcm16, write_wav_atomic
-from tasks.loudness import normalise, report, resolve_target
-from tasks.mastering import master_chapter
-from tasks.plan import RenderJob
+from tasks.audio.assemble import fade_edges, with_room_tone
+from tasks.audio.wav import read_mono, read_pcm16, to_pcm16, write_wav_atomic
+from tasks.audio.loudness import normalise, report, resolve_target
+from tasks.output.mastering import master_chapter
+from tasks.script.plan import RenderJob
 from test_loudness import speechlike
 
 RATE = 24_000

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, rows, run_cli
-from tasks.ingest import ingest
-from tasks.overrides import OverridesError, apply_overrides, overrides_from_assignments, parse_overrides
-from tasks.plan import resolve_params
+from tasks.script.ingest import ingest
+from tasks.script.overrides import OverridesError, apply_overrides, overrides_from_assignments, parse_overrides
+from tasks.script.plan import resolve_params
 
 
 def _manifest(folder: Path) -> Path:
@@ -91,7 +91,7 @@ def test_cli_refuses_bad_set_before_prefect_starts(tmp_path):
 
 
 def test_flow_applies_records_and_caches_by_what_the_engine_honours(tmp_path):
-    from engine.errors import UserInputError
+    from tasks.core.errors import UserInputError
     from flows.render import render_manifest
 
     manifest, out = str(_manifest(tmp_path)), str(tmp_path / "out")

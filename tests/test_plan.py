@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from tasks.ingest import ingest
-from tasks.plan import EngineFacts, group_jobs, plan_jobs
+from tasks.script.ingest import ingest
+from tasks.script.plan import EngineFacts, group_jobs, plan_jobs
 
 HIBARI = EngineFacts("hibari", "hibari-tts", "0.2.1", "1", frozenset({"seed"}), {"ava": {"voice": "heart"}, "joe": {"voice": "heart"}})
 ALL = dataclasses.replace(HIBARI, name="all", honours=frozenset({"seed", "temperature", "top_k", "top_p"}))

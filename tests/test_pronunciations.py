@@ -12,12 +12,12 @@ import yaml
 
 from conftest import rows, run_cli
 from engine import DecodingParams, RenderRequest, VoicePrompt
-from engine.errors import EngineError
+from tasks.core.errors import EngineError
 from engine.lexicon import matching_entries, rewrite
 from engine.pool import warm_engine
-from tasks.errors import ManifestError
-from tasks.ingest import ingest
-from tasks.pronunciations import check_pronunciations
+from tasks.core.errors import ManifestError
+from tasks.script.ingest import ingest
+from tasks.script.pronunciations import check_pronunciations
 
 GULL_ROCK = "/ɡˈʌːl ɹˈɑk,/"
 
@@ -79,11 +79,11 @@ def test_phonemes_outside_the_engines_alphabet_are_refused(tmp_path, voices_dir)
 
 
 def test_phonemes_are_left_out_for_an_engine_that_reads_text_only(tmp_path, voices_dir, caplog):
-    from tasks.plan import EngineFacts, plan_jobs
+    from tasks.script.plan import EngineFacts, plan_jobs
 
     # Joe speaks with piper, which reads text: the manifest's phonemes reach his line without his own entry.
     script = ingest(_manifest(tmp_path, {"Gull Rock": GULL_ROCK}), voices_dir)
-    with caplog.at_level(logging.WARNING, logger="tasks.pronunciations"):
+    with caplog.at_level(logging.WARNING, logger="tasks.script.pronunciations"):
         check_pronunciations(script, None, "hibari")
     assert ('pronunciations["Gull Rock"] gives phonemes, but Joe\'s engine piper reads text only: Joe says the '
             "script's own words there") in caplog.text
@@ -99,7 +99,7 @@ def test_phonemes_are_left_out_for_an_engine_that_reads_text_only(tmp_path, voic
 def test_an_entry_no_line_uses_is_a_warning(tmp_path, voices_dir, caplog):
     script = ingest(_manifest(tmp_path, {"Gull Rock": GULL_ROCK, "Gul Rock": "Gull Rock"},
                               joe={"Gull Rock": "Gul Rock", "Ava Marsh": "Ava Marsh"}), voices_dir)
-    with caplog.at_level(logging.WARNING, logger="tasks.pronunciations"):
+    with caplog.at_level(logging.WARNING, logger="tasks.script.pronunciations"):
         check_pronunciations(script, None, "hibari")
     warned = " | ".join(r.getMessage() for r in caplog.records)
     assert len(caplog.records) == 2, warned

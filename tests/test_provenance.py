@@ -6,9 +6,10 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from tasks import provenance
-from tasks.history import runs as recent_runs
-from tasks.provenance import MIGRATIONS, ProvenanceError, connect, schema_version
+from tasks.store import db as provenance
+from tasks.store.history import runs as recent_runs
+from tasks.store.db import ProvenanceError, connect, schema_version
+from tasks.store.schema import MIGRATIONS
 
 
 def test_migrations_apply_once_and_are_recorded(tmp_path):

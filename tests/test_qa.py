@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, rows, setting
-from tasks.errors import ManifestError
-from tasks.qa_score import QaLimits, normalise_words, number_words, score_take, word_error_rate
+from tasks.core.errors import ManifestError
+from tasks.qa.score import QaLimits, normalise_words, number_words, score_take, word_error_rate
 
 GARBLED_LINE = ("The keeper wrote the weather in the log every morning, and on the last page he drew the rock "
                 "and the tower and the gulls above them. FAULT:garbled@1")
@@ -38,7 +38,7 @@ def test_spellings_compounds_and_hyphens_are_one_word_either_way():
 
 
 def test_pace_range_is_learnt_per_voice():
-    from tasks.qa_pace import pace_range
+    from tasks.qa.pace import pace_range
 
     brisk = [0.28, 0.3, 0.29, 0.31, 0.27, 0.3, 0.32, 0.29, 0.3]  # s/word of a fast voice's earlier takes
     slow = [p * 3 for p in brisk]  # a voice that speaks three times as slowly
@@ -75,7 +75,7 @@ def _manifest(tmp_path: Path, qa: dict) -> Path:
 
 
 def test_manifest_qa_block_is_validated(tmp_path, voices_dir):
-    from tasks.ingest import ingest
+    from tasks.script.ingest import ingest
 
     assert ingest(_manifest(tmp_path, {"enabled": True, "max_attempts": 3}), voices_dir).manifest.qa.max_attempts == 3
     with pytest.raises(ManifestError, match=r"qa.*wer_treshold"):
@@ -149,7 +149,7 @@ def garbled(asr, tmp_path_factory):
 
 
 def test_a_garbled_take_is_flagged_retaken_and_reported(garbled):
-    from tasks.qa_report import text_lines
+    from tasks.qa.report import text_lines
 
     out, summary = garbled
     attempts = [r for r in summary.qa if r["line"] == 1]
@@ -167,7 +167,7 @@ def test_a_garbled_take_is_flagged_retaken_and_reported(garbled):
 
 
 def test_qa_command_rescores_a_past_run_from_the_cache(garbled, capsys, monkeypatch):
-    from engine.settings import get_settings
+    from tasks.core.settings import get_settings
     from flows.cli import main
 
     out, summary = garbled
@@ -217,7 +217,7 @@ def test_render_qa_flag_defaults_to_the_manifest():
 def test_a_stored_score_replaces_only_its_own_take_and_model(tmp_path):
     from datetime import datetime
 
-    from tasks.qa import cached_scores, store_scores
+    from tasks.qa.check import cached_scores, store_scores
 
     def score(key: str, model: str, wer: float) -> dict:
         return dict(cache_key=key, asr_model=model, transcript="heard", wer=wer, seconds_per_word=0.3, flagged=False,

@@ -63,7 +63,7 @@ def test_with_qa_on_normalisation_overlaps_the_render_lane(catalog_qa):
 
 
 def test_the_catalogs_voice_pace_is_learnt_from_its_takes(catalog_qa):
-    from tasks.qa_pace import MIN_HISTORY, pace_range, voice_history
+    from tasks.qa.pace import MIN_HISTORY, pace_range, voice_history
 
     db, results = catalog_qa
     history = voice_history(db, "ava", "hibari", min_words=4)

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from reference_clips import similarity, speech, stereo, write_clip
-from tasks.reference_audio import (ConversionSettings, ReferenceAudioError, find_staged, stage_reference,
-                                   staged_key)
+from tasks.voices.reference_audio import (ConversionSettings, ReferenceAudioError, find_staged, stage_reference,
+    staged_key)
 
 # (file name, rate, channels, soundfile subtype): the inputs, plus OGG and M4A
 FORMATS = [
@@ -68,7 +68,7 @@ def test_conversion_settings_are_part_of_the_staged_key(tmp_path):
 
 def test_a_long_clip_without_transcript_is_trimmed_at_a_quiet_point_and_says_so(tmp_path, caplog):
     source = write_clip(tmp_path / "long.wav", speech(), 24_000, "PCM_16")  # ~9.1 s
-    with caplog.at_level(logging.WARNING, logger="tasks.reference_audio"):
+    with caplog.at_level(logging.WARNING, logger="tasks.voices.reference_audio"):
         staged = stage_reference(source, tmp_path / "staged", ConversionSettings(max_seconds=5))
     assert 5 - 3 <= staged.duration <= 5
     assert staged.trimmed_from == pytest.approx(len(speech()) / 24_000)

@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 import yaml
 
-from tasks.assemble import FADE_SECONDS
+from tasks.audio.assemble import FADE_SECONDS
 from conftest import rows
-from tasks.audio_io import read_mono
-from tasks.loudness import PRESET_TARGETS
+from tasks.audio.wav import read_mono
+from tasks.audio.loudness import PRESET_TARGETS
 
 RATE = 24_000
 

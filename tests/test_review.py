@@ -113,7 +113,7 @@ def test_a_run_page_loads_in_chromium(two_runs, chromium):
 
 
 def test_two_runs_side_by_side_make_a_grid_that_loads_in_chromium(two_runs, chromium):
-    from tasks.review_page import write_review_page
+    from tasks.review.page import write_review_page
 
     out, a, b = two_runs
     db = out / "provenance.duckdb"
@@ -130,7 +130,7 @@ def test_two_runs_side_by_side_make_a_grid_that_loads_in_chromium(two_runs, chro
 
 
 def test_a_take_deleted_since_the_run_is_marked_missing_and_the_page_still_loads(two_runs, chromium, tmp_path):
-    from tasks.review_page import write_review_page
+    from tasks.review.page import write_review_page
 
     out, a, _ = two_runs
     takes = _takes(str(out / "provenance.duckdb"), [a.run_id])
@@ -149,7 +149,7 @@ def test_a_take_deleted_since_the_run_is_marked_missing_and_the_page_still_loads
 
 
 def test_a_chapter_file_rewritten_since_the_run_is_not_plotted_as_that_runs(two_runs, tmp_path):
-    from tasks.review_page import write_review_page
+    from tasks.review.page import write_review_page
 
     out, a, _ = two_runs
     chapter = Path(a.chapters[1])
@@ -177,7 +177,7 @@ def test_sweep_points_label_the_columns_when_a_sweep_recorded_them(two_runs, tmp
     """A database with `sweep_takes` (the sweep's table): columns are its grid points, labelled by what differs."""
     import duckdb
 
-    from tasks.review_page import write_review_page
+    from tasks.review.page import write_review_page
 
     out, a, b = two_runs
     db = tmp_path / "sweep.duckdb"
@@ -210,8 +210,8 @@ def test_unknown_run_id_is_refused_with_exit_2_and_the_cli_writes_the_page(two_r
 
 
 def test_short_term_loudness_matches_bs1770_on_a_steady_tone_and_follows_a_step():
-    from tasks.loudness import integrated_lufs
-    from tasks.review_plot import LoudnessCurve, loudness_svg, short_term_loudness
+    from tasks.audio.loudness import integrated_lufs
+    from tasks.review.plot import LoudnessCurve, loudness_svg, short_term_loudness
 
     rate = 24000
     t = np.arange(rate * 10) / rate
@@ -227,7 +227,7 @@ def test_short_term_loudness_matches_bs1770_on_a_steady_tone_and_follows_a_step(
 
 
 def _take(line: int, run: str = "run-a", **params) -> "ReviewTake":
-    from tasks.review_data import ReviewTake
+    from tasks.review.data import ReviewTake
 
     return ReviewTake(run_id=run, chapter=0, line=line, chunk=0, speaker="Ava", voice_id="ava", engine="higgs",
                       text=f"line {line}", params={"top_p": 0.95, **params}, seed=params.get("seed"),
@@ -237,7 +237,7 @@ def _take(line: int, run: str = "run-a", **params) -> "ReviewTake":
 
 def test_one_run_with_each_line_under_a_grid_of_settings_lays_out_a_column_per_setting():
     """A sweep-shaped run without sweep_takes: 3 lines x top_k {30, 100} x seeds {1, 2} in one run."""
-    from tasks.review_grid import build_grids
+    from tasks.review.grid import build_grids
 
     takes = [_take(line, top_k=k, seed=s) for line in range(3) for k in (100, 30) for s in (2, 1)]
     [grid] = build_grids(takes, ["run-a"])

@@ -16,10 +16,10 @@ import pytest
 
 from conftest import require_tool, rows, setting
 from engine.base import DecodingParams
-from tasks.ingest import ingest
-from tasks.plan import EngineFacts, cache_key, plan_jobs
-from tasks.sweep_plan import (SweepError, SweepSpec, grid_points, group_sweep, parse_point_name, parse_values,
-                              plan_sweep, select_jobs, spec_from_block)
+from tasks.script.ingest import ingest
+from tasks.script.plan import EngineFacts, cache_key, plan_jobs
+from tasks.sweep.plan import (SweepError, SweepSpec, grid_points, group_sweep, parse_point_name, parse_values,
+    plan_sweep, select_jobs, spec_from_block)
 
 MANIFEST = """\
 # A sweep test: Ava's lines get swept, Joe's stay as they are.
@@ -115,7 +115,7 @@ def test_line_selection_is_checked(manifest, voices_dir):
 def test_settings_an_engine_ignores_are_not_in_its_cache_key(voices_dir):
     from engine.hibari import HibariEngine
     from engine.piper import PiperEngine
-    from tasks.voices import load_voice
+    from tasks.script.voices import load_voice
 
     voice = load_voice(voices_dir, "ava")
     for cls in (HibariEngine, PiperEngine):
@@ -209,7 +209,7 @@ def test_a_re_run_with_one_more_point_renders_only_that_points_takes(swept):
 
 
 def test_the_ranked_table_matches_the_provenance_rows(swept):
-    from tasks.qa_score import normalise_words
+    from tasks.qa.score import normalise_words
 
     _, _, outputs = swept
     for result in outputs:
@@ -252,8 +252,8 @@ def _changed_lines(before: str, after: str) -> list[str]:
 
 def _planned_keys(manifest: Path, voices_dir: Path) -> dict[tuple[int, str], str]:
     """What an ordinary render of the manifest would look up in the render cache: (line, speaker) -> key."""
-    from engine.settings import get_settings
-    from tasks.render import prepare_engines
+    from tasks.core.settings import get_settings
+    from tasks.render.engines import prepare_engines
 
     script = ingest(manifest, voices_dir)
     setup = prepare_engines(script, None, "hibari", "cpu", "auto")
@@ -340,7 +340,7 @@ def test_a_seed_sweep_on_hibari_runs_and_its_frame_figures_are_empty(tmp_path, r
 def test_runs_are_renders_unless_a_sweep_says_so(tmp_path):
     from datetime import datetime
 
-    from tasks.provenance import start_run
+    from tasks.store.db import start_run
 
     db = tmp_path / "provenance.duckdb"
     start_run(db, dict(run_id="r1", manifest_path="m.yaml", manifest_sha256="0", started_at=datetime.now(),

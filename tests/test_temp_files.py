@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tasks.temp_files import make_temp_beside, remove_stale_temp_files
+from tasks.core.files import make_temp_beside, remove_stale_temp_files
 
 
 def test_only_the_temp_files_of_dead_processes_of_this_host_are_removed(tmp_path):
@@ -35,7 +35,7 @@ def test_only_the_temp_files_of_dead_processes_of_this_host_are_removed(tmp_path
 
 
 def test_a_text_file_is_written_whole_and_a_failed_write_leaves_nothing_behind(tmp_path):
-    from tasks.temp_files import write_text_atomic
+    from tasks.core.files import write_text_atomic
 
     target = tmp_path / "pages" / "review.html"
     write_text_atomic(target, "<p>one</p>")

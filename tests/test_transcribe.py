@@ -12,11 +12,11 @@ import yaml
 
 from engine.base import DecodingParams, RenderRequest, VoicePrompt
 from reference_clips import SENTENCE, word_error_rate, write_clip
-from tasks import transcribe
-from tasks.reference_audio import ConversionSettings
-from tasks.transcribe import TranscriptionError
-from tasks.voice_prep import prepare_voice
-from tasks.voices import load_voice
+from engine import whisper as transcribe
+from tasks.voices.reference_audio import ConversionSettings
+from engine.whisper import TranscriptionError
+from tasks.voices.preparation import prepare_voice
+from tasks.script.voices import load_voice
 
 def test_word_error_rate_counts_substitutions_insertions_and_deletions():
     assert word_error_rate("a b c d", "a b c d") == 0

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from engine.settings import get_settings
+from tasks.core.settings import get_settings
 from reference_clips import ROOT, SENTENCE, word_error_rate, write_clip
-from tasks import transcribe
-from tasks.errors import VoiceError
+from engine import whisper as transcribe
+from tasks.core.errors import VoiceError
 
 pytestmark = pytest.mark.slow
 
@@ -107,9 +107,9 @@ def test_second_run_makes_zero_whisper_calls_and_zero_conversions(two_runs):
 
 
 def test_engines_get_the_staged_reference_and_the_settled_transcript(library, two_runs):
-    from tasks.ingest import ingest
-    from tasks.render import prepare_engines
-    from tasks.voice_prep import conversion_settings, prepare_voice, with_prepared_voices
+    from tasks.script.ingest import ingest
+    from tasks.render.engines import prepare_engines
+    from tasks.voices.preparation import conversion_settings, prepare_voice, with_prepared_voices
 
     work, voices = library
     first, _, _, out = two_runs
@@ -127,9 +127,9 @@ def test_manual_transcript_voices_keep_their_cache_keys(library, two_runs):
     """Preparing voices must not change the keys of voices with manual transcripts on engines that do not
     hear the reference (takes rendered before voice preparation existed stay valid)."""
     from engine.base import DecodingParams
-    from tasks.ingest import ingest
-    from tasks.plan import EngineFacts, cache_key
-    from tasks.voice_prep import conversion_settings, prepare_voice, with_prepared_voices
+    from tasks.script.ingest import ingest
+    from tasks.script.plan import EngineFacts, cache_key
+    from tasks.voices.preparation import conversion_settings, prepare_voice, with_prepared_voices
 
     work, voices = library
     first, _, _, out = two_runs

@@ -5,16 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
-from engine.errors import VoicebatchError
-from engine.settings import get_settings
-from flows import cli_doctor, cli_history, cli_import, cli_qa, cli_review, cli_serve, cli_sweep, cli_voices
-from tasks import qa_report
+from engine.registry import engine_class
+from flows.cli import book_import as cli_import
+from flows.cli import doctor as cli_doctor
+from flows.cli import history as cli_history
+from flows.cli import qa as cli_qa
+from flows.cli import review as cli_review
+from flows.cli import serve as cli_serve
+from flows.cli import sweep as cli_sweep
+from flows.cli import voices as cli_voices
+from flows.cli.preflight import preflight
+from tasks.core.errors import VoicebatchError
+from tasks.core.settings import get_settings
+from tasks.qa import report as qa_report
+from tasks.script.ingest import ingest
+from tasks.script.overrides import apply_overrides, overrides_from_assignments, parse_overrides
+from tasks.script.pronunciations import check_pronunciations
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -73,11 +84,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.out:
         settings.output_dir = Path(args.out)
     # Refuse bad input before Prefect starts: no run row, no file.
-    from engine.registry import engine_class
     from flows.runners import task_runner
-    from tasks.ingest import ingest
-    from tasks.overrides import apply_overrides, overrides_from_assignments, parse_overrides
-    from tasks.pronunciations import check_pronunciations
 
     overrides = overrides_from_assignments(args.set)
     for manifest in args.manifests:
@@ -108,23 +115,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if any(r["status"] != "completed" for r in results) else 0
-
-
-def preflight(output_dir: Path, database: Path) -> None:
-    """Before Prefect starts: the output folder takes files, and the database opens (or says who holds it)."""
-    from tasks.audio_io import OutputWriteError
-    from tasks.provenance import connect
-
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".voicebatch-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OutputWriteError(f"cannot write to the output folder {output_dir}: {e.strerror or e}; make it "
-                               "writable or choose another with --out / VOICEBATCH_OUTPUT_DIR") from None
-    with connect(database):
-        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _NoTracebackForUserErrors(logging.Filter):
     """Prefect logs a failed task's traceback; for errors that explain themselves the message is enough."""
-
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], VoicebatchError):
             record.exc_info, record.exc_text = None, None

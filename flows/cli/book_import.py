@@ -5,12 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.settings import get_settings
+from tasks.book_import.importer import ImportOptions, import_book
+from tasks.core.settings import get_settings
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tasks.book_import.importer import ImportOptions, import_book
-
     settings = get_settings()
     max_mb = args.max_mb if args.max_mb is not None else settings.import_max_mb
     options = ImportOptions(voice=args.voice, dialogue_voice=args.dialogue, chapter_pattern=args.chapter_pattern,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.settings import get_settings
+import engine
+from tasks.core.settings import get_settings
 
 MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    import engine
-    from tasks.doctor import diagnose
+    from flows.doctor import diagnose
 
     report = diagnose(get_settings(), engine.MPS_FALLBACK_FROM_USER)
     if args.json:

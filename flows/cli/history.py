@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.store.history import provenance_of, query, run_detail, runs
 
 
 def _db() -> Path:
@@ -36,8 +37,6 @@ def _emit(columns: list[str], rows: list[tuple], fmt: str) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from tasks.history import runs
-
     found = runs(_db(), args.limit, args.manifest)
     if args.json:
         print(json.dumps(found, indent=2, default=str))
@@ -53,8 +52,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tasks.history import run_detail
-
     detail = run_detail(_db(), args.run_id)
     if args.json:
         print(json.dumps(detail, indent=2, default=str))
@@ -79,16 +76,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from tasks.history import query
-
     columns, rows = query(_db(), args.sql)
     _emit(columns, rows, "json" if args.json else "csv" if args.csv else "table")
     return 0
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
-    from tasks.history import provenance_of
-
     found: dict[str, Any] = provenance_of(_db(), args.file)
     if args.json:
         print(json.dumps(found, indent=2, default=str))

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.qa.report import chapter_summary, text_lines
+from tasks.qa.rescore import rescore_run
+from tasks.script.manifest import Qa
 
 
 def cmd_qa(args: argparse.Namespace) -> int:
     from flows.quality import qa_plan
-    from tasks.manifest import Qa
-    from tasks.qa_report import chapter_summary, text_lines
-    from tasks.qa_rescore import rescore_run
 
     settings = get_settings()
     plan = qa_plan(Qa(enabled=True, wer_threshold=args.wer_threshold), None, settings)

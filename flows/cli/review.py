@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.settings import get_settings
+from tasks.core.settings import get_settings
+from tasks.review.page import write_review_page
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from tasks.review_page import write_review_page
-
     page = write_review_page(get_settings().database, args.run_ids, Path(args.out) if args.out else None)
     print(page)
     return 0

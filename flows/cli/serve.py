@@ -57,8 +57,8 @@ def register(cron: str, manifests_dir: str) -> dict:
 def run_due(deployments: dict) -> int:
     """Run every flow run of our deployments that is scheduled and due, oldest first; how many ran."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState,
+                                                FlowRunFilterStateType)
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.flow_engine import run_flow

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.settings import get_settings
+from flows.cli.preflight import preflight
+from tasks.core.settings import get_settings
+from tasks.script.ingest import ingest
+from tasks.script.manifest import read_document
+from tasks.sweep.adopt import adopting_speaker, find_point, overrides_text, write_overrides
+from tasks.sweep.plan import SweepError, grid_points, parse_point_name, parse_values, spec_from_block
+from tasks.sweep.score import RANKING, table_lines
 
 # Command-line option -> decoding setting it sweeps.
 GRID_OPTIONS = {"--temperature": "temperature", "--top-k": "top_k", "--top-p": "top_p",
@@ -15,9 +21,6 @@ GRID_OPTIONS = {"--temperature": "temperature", "--top-k": "top_k", "--top-p": "
 
 def grid_file_block(path: Path) -> dict:
     """The `sweep:` block of a grid file."""
-    from tasks.manifest import read_document
-    from tasks.sweep_plan import SweepError
-
     data = read_document(path)
     if not isinstance(data, dict) or not isinstance(data.get("sweep"), dict):
         raise SweepError(f"{path}: expected a `sweep:` mapping, e.g. sweep: {{temperature: [0.3, 0.7], seeds: 2}}")
@@ -29,8 +32,6 @@ def grid_file_block(path: Path) -> dict:
 
 def sweep_spec(args: argparse.Namespace):
     """The grid file's block (if any) with the command line's values over it."""
-    from tasks.sweep_plan import parse_point_name, parse_values, spec_from_block
-
     block = grid_file_block(args.grid) if args.grid else {}
     for option, setting in GRID_OPTIONS.items():
         given = getattr(args, setting)
@@ -47,9 +48,6 @@ def sweep_spec(args: argparse.Namespace):
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from flows.sweep import check_sweep
-    from tasks.ingest import ingest
-    from tasks.sweep_adopt import adopting_speaker, find_point, overrides_text, write_overrides
-    from tasks.sweep_plan import SweepError, grid_points
 
     settings = get_settings()
     if args.out:
@@ -73,10 +71,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"{speaker}'s lines only")
         return 0
 
-    from flows.cli import preflight
     from flows.server_check import require_api
     from flows.sweep import sweep_manifest
-    from tasks.sweep_score import RANKING, table_lines
 
     require_api()
     preflight(settings.output_dir, settings.database)

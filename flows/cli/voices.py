@@ -5,20 +5,19 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.settings import get_settings
+from flows.cli.history import print_table
+from tasks.core.settings import get_settings
+from tasks.script.voices import load_voice
+from tasks.voices.library import add_voice, describe_library, describe_voice
+from tasks.voices.preparation import conversion_settings, staging_dir
 
 
 def _context():
-    from tasks.voice_prep import conversion_settings, staging_dir
-
     settings = get_settings()
     return settings, staging_dir(settings.output_dir), conversion_settings(settings), settings.database
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from flows.cli_history import print_table
-    from tasks.voice_library import describe_library
-
     settings, staging, conversion, db = _context()
     voices = describe_library(settings.voices_dir, staging, conversion, db)
     if args.json:
@@ -34,9 +33,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tasks.voice_library import describe_voice
-    from tasks.voices import load_voice
-
     settings, staging, conversion, db = _context()
     info = describe_voice(load_voice(settings.voices_dir, args.voice_id), staging, conversion, db)
     if args.json:
@@ -69,8 +65,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tasks.voice_library import add_voice
-
     settings, staging, conversion, _ = _context()
     voice, staged = add_voice(settings.voices_dir, args.voice_id, args.file, staging, conversion,
                               transcript=args.transcript, name=args.name)

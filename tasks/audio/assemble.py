@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.base import SAMPLE_RATE
-from tasks.audio_io import to_pcm16
+from tasks.audio.wav import to_pcm16
+from tasks.core.audio_format import SAMPLE_RATE
 
 FADE_SECONDS = 0.008  # long enough to hide a step at a join, short enough not to eat a consonant
 CHAPTER_GAP_SECONDS = 2.0  # silence between chapters in the whole-book file
@@ -16,7 +16,6 @@ ROOM_TONE_CUTOFF_HZ = 1500.0  # a dull, even hiss: what a quiet room sounds like
 @dataclass(frozen=True)
 class Segment:
     """One take in its place: who speaks, and the silence that follows it when set explicitly."""
-
     audio: np.ndarray
     speaker: str
     line: int

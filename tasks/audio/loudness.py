@@ -1,4 +1,4 @@
-"""Loudness: targets and presets, BS.1770-4 measurement (tasks/bs1770.py), normalisation in lufs/rms/peak mode
+"""Loudness: targets and presets, BS.1770-4 measurement (tasks/audio/bs1770.py), normalisation in lufs/rms/peak mode
 with a true-peak ceiling, and the per-chapter report checked against the preset. Pure numpy in and out."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from tasks import bs1770
-from tasks.limiter import enforce_ceiling, exact_above, limit_true_peak, true_peak_dbtp, true_peak_envelope
+from tasks.audio import bs1770
+from tasks.audio.limiter import enforce_ceiling, exact_above, limit_true_peak, true_peak_dbtp, true_peak_envelope
 
 MODES = ("lufs", "rms", "peak")
 PRESETS = ("audiobook", "podcast", "broadcast", "custom")
@@ -24,7 +24,6 @@ NORMALISE_ROUNDS = 6  # gain, limit, re-measure: limiting lowers loudness a litt
 @dataclass(frozen=True)
 class LoudnessTarget:
     """What a chapter must measure: `target` is in LUFS (lufs), dBFS RMS (rms) or dBTP (peak)."""
-
     preset: str
     mode: str
     target: float
@@ -140,7 +139,6 @@ def level(audio: np.ndarray, mode: str, rate: int) -> float:
 @dataclass(frozen=True)
 class Adjustment:
     """What normalisation did to one piece of audio, in the target's mode units."""
-
     before: float
     gain_db: float
     after: float
@@ -183,7 +181,6 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
 @dataclass(frozen=True)
 class LoudnessReport:
     """One chapter measured against its target."""
-
     integrated_lufs: float
     loudness_range_lu: float | None
     rms_dbfs: float

@@ -4,40 +4,28 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from engine.base import SAMPLE_RATE
-from engine.errors import VoicebatchError
-from tasks.temp_files import make_temp_beside
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import VoicebatchError
+from tasks.core.files import write_bytes_atomic
 
 
 def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sample_rate: int = SAMPLE_RATE) -> str:
     """Write a mono WAV so that `path` is either absent or complete; returns its sha256."""
-    path = Path(path)
-    tmp = None
+    # Encoded in memory first: libsndfile reports a short write (a full disk) as a bare assertion.
+    encoded = io.BytesIO()
+    # 16-bit samples are written as they are (a book copies its chapters' samples exactly); floats convert.
+    data = audio if isinstance(audio, np.ndarray) and audio.dtype == np.int16 else np.asarray(audio, np.float32)
+    sf.write(encoded, data, sample_rate, subtype=subtype, format="WAV")
+    digest = hashlib.sha256(encoded.getbuffer()).hexdigest()  # the file's bytes, without reading them back
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = make_temp_beside(path)
-        # Encoded in memory first: libsndfile reports a short write (a full disk) as a bare assertion.
-        encoded = io.BytesIO()
-        # 16-bit samples are written as they are (a book copies its chapters' samples exactly); floats convert.
-        data = audio if isinstance(audio, np.ndarray) and audio.dtype == np.int16 else np.asarray(audio, np.float32)
-        sf.write(encoded, data, sample_rate, subtype=subtype, format="WAV")
-        digest = hashlib.sha256(encoded.getbuffer()).hexdigest()  # the file's bytes, without reading them back
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(Path(path), encoded.getbuffer())
     except OSError as e:
         raise OutputWriteError(f"cannot write {path}: {e.strerror or e}; {_fix(e)}") from None
-    finally:
-        if tmp is not None and Path(tmp).exists():
-            Path(tmp).unlink()
     return digest
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine.errors import UserInputError
+from tasks.core.errors import UserInputError
 
 
 class BookImportError(UserInputError):
     """A book that cannot be imported: the message names the file and what to do about it."""
-
     def __init__(self, path: Path | str, problem: str) -> None:
         self.path = str(path)
         super().__init__(f"{path}: cannot import: {problem}")
@@ -26,7 +25,6 @@ class BookChapter:
 @dataclass(frozen=True)
 class SkippedPart:
     """Front or back matter left out of the manifest, listed so the producer can add it back."""
-
     title: str
     kind: str  # "cover", "toc", "copyright-page", "index", "non-linear", "no text", ...
     source: str

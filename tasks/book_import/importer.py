@@ -7,6 +7,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from tasks.book_import.book import Book, BookImportError
+from tasks.book_import.epub import read_epub_book
+from tasks.book_import.manifest_writer import header, manifest_data, manifest_text, write_manifest
+from tasks.book_import.markdown import read_markdown_book
+from tasks.book_import.plaintext import compile_chapter_pattern, read_text_book
+from tasks.output.export import slug
+from tasks.script.voices import available_voice_ids
 
 READERS = {".epub": "EPUB", ".md": "Markdown", ".markdown": "Markdown", ".txt": "plain text"}
 
@@ -51,7 +57,6 @@ def read_book(path: Path, options: ImportOptions) -> Book:
         raise BookImportError(path, f"the file is {size} bytes, over the import limit of {options.max_bytes} bytes; "
                                     "raise VOICEBATCH_IMPORT_MAX_MB or --max-mb if it is genuine")
     if suffix == ".epub":
-        from tasks.book_import.epub import read_epub_book
 
         book = read_epub_book(path, options.max_bytes, keep_matter=options.keep_matter)
     else:
@@ -60,12 +65,10 @@ def read_book(path: Path, options: ImportOptions) -> Book:
         except OSError as e:
             raise BookImportError(path, f"cannot read the file ({e.strerror})") from None
         if suffix == ".txt":
-            from tasks.book_import.plaintext import compile_chapter_pattern, read_text_book
 
             book = read_text_book(path, text, compile_chapter_pattern(options.chapter_pattern), options.title,
                                   options.author)
         else:
-            from tasks.book_import.markdown import read_markdown_book
 
             book = read_markdown_book(path, text, options.title, options.author)
     if not book.chapters:
@@ -74,8 +77,6 @@ def read_book(path: Path, options: ImportOptions) -> Book:
 
 
 def default_manifest_path(book_path: Path) -> Path:
-    from tasks.export import slug
-
     return Path("manifests") / f"{slug(book_path.stem, 'book')}.yaml"
 
 
@@ -89,9 +90,6 @@ def _voicebatch_version() -> str:
 def import_book(path: Path, out: Path | None, options: ImportOptions, voices_dir: Path,
                 force: bool = False) -> ImportResult:
     """Read the book, check its voices exist, write a validated manifest (atomically, only when it changed)."""
-    from tasks.book_import.manifest_writer import header, manifest_data, manifest_text, write_manifest
-    from tasks.voices import available_voice_ids
-
     path = Path(path)
     book = read_book(path, options)
     known = available_voice_ids(voices_dir)

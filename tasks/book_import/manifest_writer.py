@@ -2,8 +2,6 @@
 the same ingest as any manifest before it is written atomically."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +9,10 @@ import yaml
 
 from tasks.book_import.book import Book, BookImportError
 from tasks.book_import.dialogue import split_dialogue
-from tasks.chunking import chunk_text
-from tasks.errors import ManifestError
+from tasks.core.errors import ManifestError
+from tasks.core.files import atomic_write
+from tasks.script.chunking import chunk_text
+from tasks.script.ingest import ingest
 
 NARRATOR = "Narrator"
 DIALOGUE = "Dialogue"
@@ -83,8 +83,6 @@ def manifest_text(header_lines: list[str], data: dict[str, Any]) -> str:
 
 def write_manifest(text: str, out: Path, voices_dir: Path, force: bool = False) -> bool:
     """Validate and write atomically; False when the file already holds exactly this text."""
-    from tasks.ingest import ingest
-
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise BookImportError(out, "the manifest is written as YAML; give --out a .yaml or .yml name")
     if out.is_file():
@@ -93,21 +91,12 @@ def write_manifest(text: str, out: Path, voices_dir: Path, force: bool = False) 
         if not force:
             raise BookImportError(out, "a different manifest is already there (perhaps with your edits); pass --force "
                                        "to overwrite it, or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder (an atomic rename) and a .yaml suffix (the reader picks the format by suffix).
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+    # The manifest is checked as the file it will be (a .yaml suffix: the reader picks the format by suffix).
+    with atomic_write(out, suffix=out.suffix) as candidate:
+        candidate.write_text(text, encoding="utf-8")
         try:
-            ingest(tmp, voices_dir)
+            ingest(candidate, voices_dir)
         except ManifestError as e:
             problems = "; ".join(e.problems)
             raise BookImportError(out, f"the manifest it would write is refused ({problems}); nothing was written") from None
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return True

@@ -1,12 +1,18 @@
-"""Temporary files of atomic writes: named after the process that writes them, so that a later run can tell
-the leftovers of a killed process (removed) from the files another live process is still writing (kept)."""
+"""Files: content hashes, and atomic writes through temporary files named after the process that writes
+them, so that a later run can tell the leftovers of a killed process (removed) from the files another live
+process is still writing (kept)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from tasks.core.processes import is_alive
 
 _OWNER = re.compile(r"\.~(?P<host>[A-Za-z0-9_.-]+)~(?P<pid>\d+)~")
 
@@ -16,31 +22,50 @@ def _owner_tag() -> str:
     return f".~{host}~{os.getpid()}~"
 
 
-def make_temp_beside(target: Path) -> tuple[int, str]:
-    """An open temporary file in `target`'s folder, for writing `target` and renaming it into place."""
-    return tempfile.mkstemp(prefix=f".{target.name}{_owner_tag()}", suffix=".tmp", dir=target.parent)
+def make_temp_beside(target: Path, suffix: str = "") -> tuple[int, str]:
+    """An open temporary file in `target`'s folder, for writing `target` and renaming it into place; `suffix`
+    goes after `.tmp` (a reader that picks a format by suffix can read the temporary file)."""
+    return tempfile.mkstemp(prefix=f".{target.name}{_owner_tag()}", suffix=f".tmp{suffix}", dir=target.parent)
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()  # read once, at import, before any thread could create files meanwhile
+
+
+@contextmanager
+def atomic_write(path: Path, suffix: str = "", mode: int | None = None) -> Iterator[Path]:
+    """A temporary file beside `path` for the block to write (and check); renamed onto `path` when the block
+    ends without an error and removed otherwise, so `path` is either as it was or complete. The file gets
+    `mode`, by default what a new file gets under the process's umask (not mkstemp's private 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = make_temp_beside(path, suffix)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+        os.chmod(temp, NEW_FILE_MODE if mode is None else mode)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes | memoryview, suffix: str = "") -> None:
+    """Write a file so that `path` is either absent, as it was, or complete (flushed to disk); raises OSError."""
+    with atomic_write(path, suffix) as temp, open(temp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that `path` is either absent, as it was, or complete; raises OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp_beside(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+    """write_bytes_atomic for UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
@@ -50,10 +75,18 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
         return []
     host = _owner_tag().split("~")[1]
     removed = []
-    for path in folder.rglob(".*.tmp"):
+    for path in folder.rglob(".*.tmp*"):
         owner = _OWNER.search(path.name)
-        if owner is None or owner["host"] != host or _alive(int(owner["pid"])):
+        if owner is None or owner["host"] != host or is_alive(int(owner["pid"])):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -4,18 +4,17 @@ the caller keeps its WAVs and says how to get the rest."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.base import sha256_file
-from engine.errors import VoicebatchError
-from tasks.assemble import CHAPTER_GAP_SECONDS
-from tasks.export import OutputFile
-from tasks.temp_files import make_temp_beside
+from tasks.audio.assemble import CHAPTER_GAP_SECONDS
+from tasks.audio.limiter import true_peak_dbtp
+from tasks.core.errors import VoicebatchError
+from tasks.core.files import atomic_write, sha256_file
+from tasks.output.export import OutputFile
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +73,18 @@ def ffmetadata(title: str, author: str | None, marks: list[ChapterMark]) -> str:
 
 def _run_ffmpeg(ffmpeg: str, args: list[str], target: Path, container: str) -> str:
     """Run ffmpeg into a temporary file beside `target`, then rename it into place; returns the sha256."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp_beside(target)
-    os.close(fd)
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, "-f", container, tmp]
-    try:
+    with atomic_write(target) as temp:
+        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, "-f", container, str(temp)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_SECONDS)
         if done.returncode != 0:
             raise EncodeError(f"ffmpeg could not write {target} (exit {done.returncode}): "
                               f"{done.stderr.strip()[-800:] or 'no message'}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return sha256_file(target)
 
 
 def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
     """The true peak of an encoded file as a player decodes it."""
     import numpy as np
-
-    from tasks.limiter import true_peak_dbtp
 
     done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
                            "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"], capture_output=True,

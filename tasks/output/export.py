@@ -6,10 +6,10 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import VoicebatchError
-from engine.base import SAMPLE_RATE
-from tasks.assemble import assemble_book
-from tasks.audio_io import read_pcm16, write_wav_atomic
+from tasks.audio.assemble import assemble_book
+from tasks.audio.wav import read_pcm16, write_wav_atomic
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import VoicebatchError
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,19 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from engine.base import SAMPLE_RATE
-from tasks.assemble import Segment, assemble_chapter, with_room_tone
-from tasks.audio_io import from_pcm16, read_mono, to_pcm16, write_wav_atomic
-from tasks.export import OutputFile, check_size
-from tasks.loudness import LoudnessReport, LoudnessTarget, normalise, on_target, report
-from tasks.plan import RenderJob
-from tasks.batch_render import BatchResult, Take
-from tasks.workers import worker_name
+from tasks.audio.assemble import Segment, assemble_chapter, with_room_tone
+from tasks.audio.loudness import LoudnessReport, LoudnessTarget, normalise, on_target, report
+from tasks.audio.wav import from_pcm16, read_mono, to_pcm16, write_wav_atomic
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.processes import worker_name
+from tasks.output.export import OutputFile, check_size
+from tasks.render.batch import BatchResult, Take
+from tasks.script.plan import RenderJob
 
 
 @dataclass(frozen=True)
 class NormalisedTake:
     """A take after normalisation: where it is, and what was done to it (levels in the target's mode units)."""
-
     key: str
     path: str
     sha256: str
@@ -32,7 +31,7 @@ class NormalisedTake:
     true_peak_dbtp: float
     normalise_started_at: datetime | None = None
     normalise_ended_at: datetime | None = None
-    worker: str | None = None  # the process that normalised it (tasks/workers.py)
+    worker: str | None = None  # the process that normalised it (tasks/core/processes.py)
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from engine.base import VoicePrompt
-from tasks import cache, provenance
-from tasks.batch_render import BatchResult, Take, TakeLimits, render_batch
-from tasks.ingest import Script
-from tasks.plan import EngineFacts, RenderBatch, RenderJob, cache_key
-from tasks.qa_pace import PaceRange
-from tasks.qa_score import QaLimits, TakeScore, score_take
+from engine.device import choose_device
+from engine.whisper import TranscriptionError, transcribe, whisper_model
+from tasks.audio.wav import read_mono
+from tasks.qa.pace import PaceRange
+from tasks.qa.score import QaLimits, TakeScore, score_take
+from tasks.render import cache
+from tasks.render.batch import BatchResult, Take, TakeLimits, render_batch
+from tasks.render.records import take_from_row, take_row
+from tasks.script.ingest import Script
+from tasks.script.plan import EngineFacts, RenderBatch, RenderJob, cache_key
+from tasks.store import db as provenance
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class QaPlan:
     """What a run's QA needs besides the takes: the ASR model and device, when to flag, how many re-takes."""
-
     asr_model: str
     asr_model_id: str  # what identifies the model in the score cache
     device: str
@@ -42,7 +46,6 @@ class QaPlan:
 @dataclass
 class QaBatch:
     """One batch after QA: the take each job key keeps, the job that made it, every attempt as a row."""
-
     kept: dict[str, Take] = field(default_factory=dict)  # planned job key -> kept take
     kept_jobs: dict[str, RenderJob] = field(default_factory=dict)  # planned job key -> job of the kept take
     reused: dict[str, dict[str, Any]] = field(default_factory=dict)  # re-takes found in the render cache
@@ -89,9 +92,6 @@ def store_scores(db: Path, rows: list[dict[str, Any]]) -> None:
 
 def transcribe_take(path: str, plan: QaPlan) -> tuple[str, float]:
     """What Whisper hears in a take file, and the seconds it took; silence is an empty transcript."""
-    from tasks.audio_io import read_mono
-    from tasks.transcribe import TranscriptionError, choose_device, transcribe, whisper_model
-
     whisper_model(plan.asr_model, choose_device(plan.device))  # a model that cannot load is an error, not a score
     audio, rate = read_mono(Path(path))
     start = time.perf_counter()
@@ -104,7 +104,6 @@ def transcribe_take(path: str, plan: QaPlan) -> tuple[str, float]:
 
 class Scorer:
     """Scores takes, from the cache when it has them; new scores are stored when the batch is done."""
-
     def __init__(self, db: Path, plan: QaPlan, keys: list[str]) -> None:
         self.db, self.plan = db, plan
         self.cache = cached_scores(db, keys, plan.asr_model_id)
@@ -144,7 +143,6 @@ def check_batch(result: BatchResult, jobs: dict[str, RenderJob], retakes: dict[s
                 dtype: str, take_limits: TakeLimits = TakeLimits(), scene: str | None = None) -> QaBatch:
     """Score every take of `result`; re-take flagged ones with the next seeds until one passes or the
     attempts run out; keep an unflagged attempt over a flagged one, then the lowest WER, then the earliest."""
-    from tasks.run_record import take_from_row, take_row
 
     out = QaBatch(started=time.time())
     scorer = Scorer(db, plan, [t.key for t in result.takes] + [r.key for t in result.takes

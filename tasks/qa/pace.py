@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tasks.qa_score import QaLimits, normalise_words
+from tasks.qa.score import QaLimits, normalise_words
+from tasks.store import db as provenance
 
 MIN_HISTORY = 8  # earlier takes before a voice's own pace is trusted
 HISTORY_LIMIT = 500  # the newest takes of a voice that are read
@@ -21,7 +22,6 @@ REFERENCE_FACTOR = 2.0  # one clip says less than many takes: a wider band aroun
 @dataclass(frozen=True)
 class PaceRange:
     """Seconds per word a voice's takes may have before they are flagged, and what the range was learnt from."""
-
     low: float
     high: float
     source: str  # history (n takes), reference clip, fixed
@@ -54,7 +54,6 @@ def pace_range(history: Sequence[float], reference_pace: float | None, limits: Q
 def voice_history(db: Path, voice_id: str, engine: str, min_words: int, before_run: str | None = None) -> list[float]:
     """Seconds per word of the voice's earlier takes on `engine` (each take once, newest first), from
     provenance; takes QA flagged are left out so a bad take does not teach the voice's pace."""
-    from tasks import provenance
 
     if not Path(db).exists():
         return []

@@ -10,12 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.batch_render import Take
-from tasks.history import QueryError, run_detail
-from tasks.provenance import connect, insert_rows
-from tasks.qa import QaPlan, Scorer, store_scores
-from tasks.qa_pace import learn_paces
-from tasks.qa_score import TakeScore
+from tasks.qa.check import QaPlan, Scorer, store_scores
+from tasks.qa.pace import learn_paces
+from tasks.qa.score import TakeScore
+from tasks.render.batch import Take
+from tasks.store.db import connect, insert_rows
+from tasks.store.history import QueryError, run_detail
 
 
 def run_takes(db: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from engine.base import SAMPLE_RATE, RenderRequest, VoicePrompt
-from engine.errors import EngineError
+from engine.base import RenderRequest, VoicePrompt
+from engine.device import is_out_of_memory
 from engine.pool import checkout, warm_engine
-from tasks.assemble import measure
-from tasks.audio_io import write_wav_atomic
-from tasks.cache import take_path
-from tasks.plan import RenderBatch, RenderJob
-from tasks.workers import worker_name
+from tasks.audio.assemble import measure
+from tasks.audio.wav import write_wav_atomic
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import EngineError
+from tasks.core.processes import worker_name
+from tasks.render.cache import take_path
+from tasks.script.plan import RenderBatch, RenderJob
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Take:
     """A rendered chunk on disk, with its measurements."""
-
     key: str
     path: str
     sha256: str
@@ -43,7 +44,7 @@ class Take:
     render_started_at: datetime | None = None  # the engine call that made it, in the render lane
     render_ended_at: datetime | None = None
     decode_steps: int | None = None  # frames the engine generated for it, where the engine reports them
-    worker: str | None = None  # the process that rendered it (tasks/workers.py); None for a cached take
+    worker: str | None = None  # the process that rendered it (tasks/core/processes.py); None for a cached take
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,6 @@ class RenderFailure:
 @dataclass(frozen=True)
 class TakeLimits:
     """How long a take may be for its words before it counts as a run-on."""
-
     seconds_per_word: float = 3.0
     floor_seconds: float = 15.0
 
@@ -68,12 +68,8 @@ class BatchResult:
     takes: list[Take] = field(default_factory=list)
     failures: list[RenderFailure] = field(default_factory=list)
     spans: list[tuple[float, float]] = field(default_factory=list)  # perf_counter start/end of each engine call
-    worker: str = ""  # the process that rendered the batch (tasks/workers.py)
+    worker: str = ""  # the process that rendered the batch (tasks/core/processes.py)
     load_seconds: float = 0.0  # loading the engine for this batch: 0 where the process had it warm
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    return "OutOfMemory" in type(err).__name__ or "out of memory" in str(err).lower()
 
 
 def is_mps_op_failure(err: BaseException) -> bool:

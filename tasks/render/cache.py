@@ -16,8 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.base import sha256_file
-from tasks import provenance
+from tasks.audio.assemble import measure
+from tasks.audio.wav import read_mono
+from tasks.core.files import sha256_file
+from tasks.store import db as provenance
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,6 @@ def still_valid(path: Path, sha256: str, size: int | None, mtime_ns: int | None)
 
 
 def _adopt(key: str, path: Path) -> dict[str, Any]:
-    from tasks.assemble import measure
-    from tasks.audio_io import read_mono
-
     record = file_record(path)
     m = measure(read_mono(path)[0])
     return {"cache_key": key, "path": str(path), "sha256": record.sha256, "bytes": record.bytes,

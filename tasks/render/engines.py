@@ -1,4 +1,4 @@
-"""Engines for a script: which engine speaks each voice, their effective options, loading them warm."""
+"""Engines for a script: their effective options per voice, and loading them warm."""
 from __future__ import annotations
 
 import logging
@@ -7,17 +7,15 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from engine.base import EngineInfo, VoicePrompt
-from engine.errors import EngineError
 from engine.pool import get_engine, load_lanes
-from engine.registry import engine_class
-from tasks.errors import VoiceError
-from tasks.ingest import Script
-from tasks.manifest import describe_validation_error
-from tasks.plan import EngineFacts
-from tasks.voices import Voice
+from tasks.core.errors import VoiceError
+from tasks.script.engine_choice import speaker_engines
+from tasks.script.ingest import Script
+from tasks.script.manifest import describe_validation_error
+from tasks.script.plan import EngineFacts
+from tasks.script.voices import Voice
 
 log = logging.getLogger(__name__)
-_fallbacks_told: set[tuple[str, str, str]] = set()  # (script sha256, speaker, engine): the CLI and the flow both ask
 
 
 @dataclass(frozen=True)
@@ -32,31 +30,6 @@ def voice_prompt(voice: Voice, engine_name: str) -> VoicePrompt:
     options = voice.engines.get(engine_name, {})
     return VoicePrompt(voice.id, voice.content_hash, voice.reference, voice.transcript,
                        tuple(sorted(options.items())))
-
-
-def _engine_for(speaker: str, voice: Voice, script: Script, requested: str | None, default: str) -> str:
-    """--engine, then the manifest's engine, then the voice's preference, then the default. A voice's own
-    preference for an engine that is not installed falls back to the default with a warning."""
-    name = requested or script.manifest.engine
-    if name:
-        engine_class(name)  # unknown or missing: an EngineError the user must act on
-        return name
-    if voice.engine and voice.engine != default:
-        try:
-            engine_class(voice.engine)
-            return voice.engine
-        except EngineError as e:
-            told = (script.sha256, speaker, voice.engine)
-            if told not in _fallbacks_told:
-                _fallbacks_told.add(told)
-                log.warning("voice %r (speaker %s) prefers engine %r, which cannot be used here (%s); rendering "
-                            "it with %r instead", voice.id, speaker, voice.engine, e, default)
-    return default
-
-
-def speaker_engines(script: Script, requested: str | None, default: str) -> dict[str, str]:
-    """Each speaker's engine name."""
-    return {s: _engine_for(s, v, script, requested, default) for s, v in script.voices.items()}
 
 
 def prepare_engines(script: Script, requested: str | None, default: str, device: str, dtype: str,

@@ -8,16 +8,16 @@ from dataclasses import asdict
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from tasks import cache
-from tasks.cache import CachedFile
-from tasks.export import OutputFile
-from tasks.plan import RenderJob
-from tasks.provenance import as_json
-from tasks.report import Progress
-from tasks.batch_render import BatchResult, RenderFailure, Take
-from tasks.render import EngineSetup
+from tasks.output.export import OutputFile
+from tasks.output.mastering import NormalisedTake
+from tasks.render import cache
+from tasks.render.batch import BatchResult, RenderFailure, Take
+from tasks.render.cache import CachedFile
+from tasks.render.engines import EngineSetup
+from tasks.script.plan import RenderJob
+from tasks.store.db import as_json
 
 
 def start_row(run_id: str, flow_run_id: str | None, manifest: str, sha256: str, title: str, output_dir: Path,
@@ -37,13 +37,13 @@ def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: date
 
 
 def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db: Path,
-                 progress: Progress | None = None) -> int:
+                 on_recorded: Callable[[int], None] | None = None) -> int:
     """Register one batch's takes as soon as it lands, so a run killed later still reuses them."""
     now = datetime.now()
     cache.record_takes(db, [take_row(t, engine_of[t.key], run_id, cache.file_record(Path(t.path), t.sha256), now)
                             for t in result.takes])
-    if progress is not None:
-        progress.advance(len(result.takes) + len(result.failures))
+    if on_recorded is not None:  # the run's progress: takes landed, failed ones included
+        on_recorded(len(result.takes) + len(result.failures))
     return len(result.takes)
 
 
@@ -87,3 +87,28 @@ def output_row(run_id: str, output: OutputFile, record: CachedFile, fingerprint:
                now: datetime) -> dict[str, Any]:
     return dict(run_id=run_id, created_at=now, **asdict(output), fingerprint=fingerprint, reused=reused,
                 bytes=record.bytes, mtime_ns=record.mtime_ns)
+
+
+def worker_rows(run_id: str, results: list[BatchResult], normalised: list[NormalisedTake]) -> list[dict[str, Any]]:
+    """One row per process (a worker is `host:pid`) that rendered or normalised for the run: batches, takes, seconds, model loads."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(worker: str) -> dict[str, Any]:
+        return rows.setdefault(worker, dict(run_id=run_id, worker=worker, batches=0, takes_rendered=0,
+                                            render_seconds=0.0, load_seconds=0.0, takes_normalised=0,
+                                            normalise_seconds=0.0))
+
+    for result in results:
+        r = row(result.worker)
+        r["batches"] += 1
+        r["takes_rendered"] += len(result.takes)
+        r["render_seconds"] += sum(end - start for start, end in result.spans)
+        r["load_seconds"] += result.load_seconds
+    for take in normalised:
+        if take.worker is None:
+            continue
+        r = row(take.worker)
+        r["takes_normalised"] += 1
+        if take.normalise_started_at and take.normalise_ended_at:
+            r["normalise_seconds"] += (take.normalise_ended_at - take.normalise_started_at).total_seconds()
+    return sorted(rows.values(), key=lambda r: r["worker"])

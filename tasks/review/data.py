@@ -7,15 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.cache import still_valid
-from tasks.history import QueryError
-from tasks.provenance import connect
+from tasks.render.cache import still_valid
+from tasks.store.db import connect, fetch_dicts
+from tasks.store.history import QueryError
 
 
 @dataclass(frozen=True)
 class ReviewTake:
     """One `renders` row of a run, joined with what QA and loudness recorded about its take."""
-
     run_id: str
     chapter: int
     line: int
@@ -49,7 +48,6 @@ class ReviewTake:
 @dataclass(frozen=True)
 class ReviewChapter:
     """A run's chapter file (when one was written) and its loudness report."""
-
     run_id: str
     chapter: int
     title: str
@@ -90,12 +88,6 @@ def _unchanged(output: dict[str, Any], output_dir: str | None) -> Path | None:
     return path
 
 
-def _dicts(con, sql: str, params: list) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
-
-
 def _has_table(con, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
 
@@ -106,7 +98,7 @@ def resolve_runs(con, db: Path, run_ids: list[str]) -> list[dict[str, Any]]:
         raise QueryError("name at least one run id; `voicebatch history` lists them")
     runs = []
     for run_id in run_ids:
-        found = _dicts(con, "SELECT * FROM runs WHERE run_id LIKE ? || '%'", [run_id])
+        found = fetch_dicts(con, "SELECT * FROM runs WHERE run_id LIKE ? || '%'", [run_id])
         if len(found) != 1:
             what = "no run" if not found else f"{len(found)} runs"
             raise QueryError(f"{what} with an id starting {run_id!r} in {db}; `voicebatch history` lists run ids")
@@ -138,30 +130,30 @@ def load_review(db: Path, run_ids: list[str]) -> ReviewData:
     with connect(db, read_only=True) as con:
         runs = resolve_runs(con, db, run_ids)
         ids = [r["run_id"] for r in runs]
-        renders = _dicts(con, """
+        renders = fetch_dicts(con, """
             SELECT * FROM renders WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY chapter, line, chunk""",
                          [ids])
         keys = sorted({r["cache_key"] for r in renders})
         # A run's own QA attempt first, else the cached score of the take (any ASR model, the newest).
-        qa_runs = {(q["run_id"], q["cache_key"]): q for q in _dicts(con, """
+        qa_runs = {(q["run_id"], q["cache_key"]): q for q in fetch_dicts(con, """
             SELECT run_id, cache_key, wer, flagged, reasons FROM qa_takes
             WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND kept""", [ids])}
-        qa_cached = {q["cache_key"]: q for q in _dicts(con, """
+        qa_cached = {q["cache_key"]: q for q in fetch_dicts(con, """
             SELECT cache_key, wer, flagged, reasons FROM qa_scores WHERE cache_key IN (SELECT unnest(?::VARCHAR[]))
             QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY created_at DESC) = 1""", [keys])}
-        levels = {(t["run_id"], t["key"]): t for t in _dicts(con, """
+        levels = {(t["run_id"], t["key"]): t for t in fetch_dicts(con, """
             SELECT run_id, key, mode, level_before, gain_db FROM take_levels WHERE key IN (SELECT unnest(?::VARCHAR[]))
             """, [keys])}
         any_level = {key: t for (_, key), t in levels.items()}
         sweep = {}
         if _has_table(con, "sweep_takes"):
-            sweep = {(s["run_id"], s["cache_key"]): s for s in _dicts(con, """
+            sweep = {(s["run_id"], s["cache_key"]): s for s in fetch_dicts(con, """
                 SELECT run_id, cache_key, point, point_params FROM sweep_takes
                 WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""", [ids])}
-        outputs = _dicts(con, """
+        outputs = fetch_dicts(con, """
             SELECT run_id, chapter, title, path, sha256, bytes, mtime_ns FROM outputs
             WHERE kind = 'chapter' AND run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY chapter""", [ids])
-        loudness = {(c["run_id"], c["chapter"]): c for c in _dicts(con, """
+        loudness = {(c["run_id"], c["chapter"]): c for c in fetch_dicts(con, """
             SELECT * FROM chapter_loudness WHERE run_id IN (SELECT unnest(?::VARCHAR[]))""", [ids])}
     out_dir = {r["run_id"]: r["output_dir"] for r in runs}
     takes = [_take(r, out_dir[r["run_id"]], qa_runs.get((r["run_id"], r["cache_key"])) or qa_cached.get(r["cache_key"]),

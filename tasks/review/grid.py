@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.review_data import ReviewTake
+from tasks.review.data import ReviewTake
 
 ColumnKey = tuple
 

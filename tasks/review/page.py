@@ -11,12 +11,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tasks.audio_io import OutputWriteError, read_mono
-from tasks.cache import fingerprint
-from tasks.review_data import ReviewChapter, ReviewData, ReviewTake, load_review
-from tasks.review_grid import ChapterGrid, GridRow, build_grids
-from tasks.review_plot import LoudnessCurve, loudness_svg, short_term_loudness
-from tasks.temp_files import write_text_atomic
+from tasks.audio.wav import OutputWriteError, read_mono
+from tasks.core.files import write_text_atomic
+from tasks.render.cache import fingerprint
+from tasks.review.data import ReviewChapter, ReviewData, ReviewTake, load_review
+from tasks.review.grid import ChapterGrid, GridRow, build_grids
+from tasks.review.plot import LoudnessCurve, loudness_svg, short_term_loudness
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}

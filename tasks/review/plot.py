@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.bs1770 import k_weighted_squares
+from tasks.audio.bs1770 import k_weighted_squares
 
 SHORT_TERM_SECONDS = 3.0  # EBU R128 short-term window
 MAX_POINTS = 1500  # plot points per chapter: the hop grows with the chapter's length

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import ManifestError, VoiceError
-from tasks.manifest import Chapter, Manifest, parse_manifest, spoken_text_problem
-from tasks.voices import VOICE_ID, Voice, available_voice_ids, load_voice
+from tasks.core.errors import ManifestError, VoiceError
+from tasks.script.manifest import Chapter, Manifest, parse_manifest, spoken_text_problem
+from tasks.script.voices import VOICE_ID, Voice, available_voice_ids, load_voice
 
 SCRIPT_LINE = re.compile(r"^\[(?P<speaker>[^\[\]]+)\]\s*(?P<text>.*)$")
 

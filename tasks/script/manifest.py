@@ -10,15 +10,15 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator,
                       model_validator)
 
 from engine.base import DecodingParams
-from tasks.errors import ManifestError
-from tasks.loudness import LoudnessTarget, resolve_target
+from tasks.audio.loudness import LoudnessTarget, resolve_target
+from tasks.core.errors import ManifestError
 
 MAX_MANIFEST_BYTES = 20 * 1024 * 1024
 MAX_NODES = 200_000  # values in the document once YAML aliases are expanded (an alias bomb expands to billions)
@@ -43,20 +43,19 @@ UNSUPPORTED_SETTINGS = {
 }
 
 
-class ParamOverrides(BaseModel):
-    """Decoding settings that override the ones above them; every field optional."""
-
+class _OverrideMethods(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-    temperature: float | None = Field(None, gt=0, le=5)
-    top_k: int | None = Field(None, ge=1, le=100_000)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    max_new_tokens: int | None = Field(None, ge=1, le=100_000)
-    ras_win_len: int | None = Field(None, ge=0, le=100)
 
     def overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in DecodingParams.model_fields if getattr(self, k) is not None}
+
+
+# Decoding settings that override the ones above them: DecodingParams' fields, each optional, with its bounds
+# (the bounds are written once, in engine/base.py).
+ParamOverrides = create_model(
+    "ParamOverrides", __base__=_OverrideMethods,
+    **{name: (Optional[Annotated[(field.annotation, *field.metadata)]], None)
+       for name, field in DecodingParams.model_fields.items()})
 
 
 class Defaults(ParamOverrides):
@@ -125,7 +124,6 @@ Pronunciations = dict[Annotated[str, AfterValidator(_pronounced_term)], Annotate
 
 class SpeakerVoice(ParamOverrides):
     """A speaker's voice asset and its overrides; a bare string in the manifest means `{voice: ID}`."""
-
     voice: str = Field(min_length=1)
     engine: str | None = None
     pronunciations: Pronunciations = Field(default_factory=dict, description=(
@@ -161,8 +159,7 @@ class Chapter(BaseModel):
 
 
 class Loudness(BaseModel):
-    """How chapters are normalised: a preset, optionally with overrides (see tasks/loudness.py)."""
-
+    """How chapters are normalised: a preset, optionally with overrides (see tasks/audio/loudness.py)."""
     model_config = ConfigDict(extra="forbid")
 
     preset: Literal["audiobook", "podcast", "broadcast", "custom"] = "audiobook"
@@ -183,8 +180,7 @@ class Loudness(BaseModel):
 
 
 class Qa(BaseModel):
-    """The ASR check of every take (see tasks/qa.py): on or off, when a take is flagged, how many re-takes."""
-
+    """The ASR check of every take (see tasks/qa/check.py): on or off, when a take is flagged, how many re-takes."""
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(False, description="Transcribe and score every take; `voicebatch render --qa` also turns it on.")
@@ -280,7 +276,6 @@ def describe_validation_error(err: ValidationError, root: type[BaseModel] | None
 
 class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses ~10x faster
     """Safe YAML that refuses duplicate keys instead of keeping the last one silently."""
-
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:

@@ -16,14 +16,13 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.errors import UserInputError
-from tasks.ingest import Script
-from tasks.manifest import Loudness, ParamOverrides, describe_validation_error
+from tasks.core.errors import UserInputError
+from tasks.script.ingest import Script
+from tasks.script.manifest import Loudness, ParamOverrides, describe_validation_error
 
 
 class OverridesError(UserInputError):
     """Run overrides that cannot be applied: the message names the field and what is allowed."""
-
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("overrides refused:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -9,16 +9,15 @@ from typing import Any
 
 from engine.base import DecodingParams
 from engine.lexicon import Entries, is_phonemes, matching_entries
-from tasks.chunking import chunk_text, normalise_text
-from tasks.ingest import Script, ScriptLine
-from tasks.pronunciations import speaker_lexicons
-from tasks.voices import Voice
+from tasks.script.chunking import chunk_text, normalise_text
+from tasks.script.ingest import Script, ScriptLine
+from tasks.script.pronunciations import speaker_lexicons
+from tasks.script.voices import Voice
 
 
 @dataclass(frozen=True)
 class EngineFacts:
     """What planning needs to know about an engine: identity for the cache key, and what it honours."""
-
     name: str
     model: str
     revision: str | None
@@ -73,11 +72,6 @@ def resolve_params(script: Script, speaker: str, line: ScriptLine) -> DecodingPa
     merged.update(manifest.voices[speaker].overrides())
     merged.update(line.overrides)
     return DecodingParams(**merged)
-
-
-def choose_engine(requested: str | None, manifest_engine: str | None, voice: Voice, default: str) -> str:
-    """The run's --engine beats the manifest's engine, which beats the voice's preference and the default."""
-    return requested or manifest_engine or voice.engine or default
 
 
 def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts, scene: str | None = None,

@@ -6,8 +6,10 @@ import json
 import logging
 
 from engine.lexicon import is_phonemes, matching_entries, occurs, phonemes_of
-from tasks.errors import ManifestError
-from tasks.manifest import Manifest
+from engine.registry import engine_class
+from tasks.core.errors import ManifestError
+from tasks.script.engine_choice import speaker_engines
+from tasks.script.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,6 @@ def check_pronunciations(script, requested_engine: str | None, default_engine: s
     says it; warn about a phoneme entry on lines whose engine reads text only (planning leaves it out there: the
     script's words are said, so one manifest still renders on every engine) and about entries no line uses (a
     typo in a key matches nothing). Runs before anything is recorded or rendered; loads no model."""
-    from engine.registry import engine_class
-    from tasks.render import speaker_engines
 
     manifest = script.manifest
     if not manifest.pronunciations and not any(v.pronunciations for v in manifest.voices.values()):

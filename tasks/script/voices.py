@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.base import sha256_file
-from tasks.errors import VoiceError
-from tasks.manifest import ParamOverrides, describe_validation_error
+from tasks.core.errors import VoiceError
+from tasks.core.files import sha256_file
+from tasks.script.manifest import ParamOverrides, describe_validation_error
 
 VOICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 VOICE_FILE = "voice.yaml"
@@ -20,7 +20,6 @@ VOICE_FILE = "voice.yaml"
 
 class VoiceFile(BaseModel):
     """The schema of voice.yaml."""
-
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)

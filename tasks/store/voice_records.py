@@ -5,7 +5,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import provenance
+from tasks.store import db as provenance
 
 
 def cached_transcript(db: Path, audio_key: str, model: str) -> str | None:

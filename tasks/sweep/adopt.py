@@ -3,16 +3,15 @@ written with ruamel.yaml's round trip so comments, order, quoting and layout sta
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserInputError
-from tasks.ingest import Script
-from tasks.manifest import parse_manifest
-from tasks.plan import RenderJob
-from tasks.sweep_plan import GridPoint, SweepError
+from tasks.core.errors import UserInputError
+from tasks.core.files import atomic_write
+from tasks.script.ingest import Script
+from tasks.script.manifest import parse_manifest
+from tasks.script.plan import RenderJob
+from tasks.sweep.plan import GridPoint, SweepError
 
 # Indentation layouts tried in turn: the one that writes the unchanged file back byte for byte is used.
 _LAYOUTS = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (4, 4, 0), (2, 4, 0), (4, 2, 0))
@@ -112,16 +111,8 @@ def write_overrides(path: Path, speaker: str, settings: dict[str, Any]) -> str:
                          "by hand")
     text = path.read_text(encoding="utf-8")
     updated = apply_overrides(text, path, speaker, settings)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(updated)
-            f.flush()
-            os.fsync(f.fileno())
-        parse_manifest(Path(temp))  # a file that no longer validates never replaces the original
-        os.chmod(temp, path.stat().st_mode & 0o777)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    # A file that no longer validates never replaces the original, which keeps its permissions.
+    with atomic_write(path, suffix=path.suffix, mode=path.stat().st_mode & 0o777) as candidate:
+        candidate.write_text(updated, encoding="utf-8")
+        parse_manifest(candidate)
     return updated

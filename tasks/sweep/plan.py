@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.base import DecodingParams
-from engine.errors import UserInputError
-from tasks.ingest import Script
-from tasks.manifest import ParamOverrides, describe_validation_error
-from tasks.plan import EngineFacts, RenderBatch, RenderJob, cache_key
+from tasks.core.errors import UserInputError
+from tasks.script.ingest import Script
+from tasks.script.manifest import ParamOverrides, describe_validation_error
+from tasks.script.plan import EngineFacts, RenderBatch, RenderJob, cache_key
 
 # Settings a grid may vary, in the order point names list them, with the short name used in point names.
 SWEEPABLE = {"temperature": "t", "top_k": "k", "top_p": "p", "max_new_tokens": "n", "ras_win_len": "ras"}
@@ -29,7 +29,6 @@ class SweepError(UserInputError):
 @dataclass(frozen=True)
 class GridPoint:
     """One combination of settings; its name is made of the settings, so it is stable across re-runs."""
-
     name: str
     settings: tuple[tuple[str, Any], ...]
 
@@ -50,7 +49,6 @@ class SweepJob:
 @dataclass(frozen=True)
 class SweepBatch(RenderBatch):
     """A render batch of one grid point; its name in the Prefect UI starts with the point."""
-
     point: str = ""
 
     @property
@@ -60,7 +58,6 @@ class SweepBatch(RenderBatch):
 
 class GridBlock(BaseModel):
     """The `sweep:` block of a grid file: values per setting, extra points, seeds and (optional) selection."""
-
     model_config = ConfigDict(extra="forbid")
 
     temperature: list[float] | None = None
@@ -78,7 +75,6 @@ class GridBlock(BaseModel):
 @dataclass(frozen=True)
 class SweepSpec:
     """What to sweep: values per setting (their product), extra single points, seeds, and which lines."""
-
     grid: dict[str, tuple[Any, ...]]
     points: tuple[dict[str, Any], ...] = ()
     seeds: int | tuple[int, ...] = 1

@@ -8,9 +8,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from tasks.batch_render import BatchResult
-from tasks.qa import QaPlan, Scorer, store_scores
-from tasks.qa_score import normalise_words
+from tasks.audio.loudness import integrated_lufs
+from tasks.audio.wav import read_mono
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.qa.check import QaPlan, Scorer, store_scores
+from tasks.qa.score import normalise_words
+from tasks.render.batch import BatchResult
 
 RANKING = "lowest mean WER first, then the smallest spread of seconds per word, then the least render time"
 
@@ -22,10 +25,6 @@ def word_count(text: str) -> int:
 
 def take_lufs(path: str) -> float | None:
     """Integrated loudness of a take file as rendered; None for silence."""
-    from engine.base import SAMPLE_RATE
-    from tasks.audio_io import read_mono
-    from tasks.loudness import integrated_lufs
-
     audio, rate = read_mono(Path(path))
     value = integrated_lufs(audio, rate or SAMPLE_RATE)
     return value if math.isfinite(value) else None

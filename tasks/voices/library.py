@@ -8,11 +8,11 @@ from typing import Any
 
 import yaml
 
-from tasks import voice_records
-from tasks.errors import VoiceError
-from tasks.reference_audio import (FFMPEG_FORMATS, SOUNDFILE_FORMATS, ConversionSettings, StagedReference,
-                                   find_staged, stage_reference)
-from tasks.voices import VOICE_FILE, VOICE_ID, Voice, available_voice_ids, load_voice
+from tasks.core.errors import VoiceError
+from tasks.script.voices import VOICE_FILE, VOICE_ID, Voice, available_voice_ids, load_voice
+from tasks.store import voice_records
+from tasks.voices.reference_audio import (FFMPEG_FORMATS, SOUNDFILE_FORMATS, ConversionSettings, StagedReference,
+                                          find_staged, stage_reference)
 
 
 def add_voice(voices_dir: Path, voice_id: str, source: Path, staging: Path, conversion: ConversionSettings,

@@ -7,11 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.settings import Settings
-from tasks import voice_records
-from tasks.ingest import Script
-from tasks.reference_audio import ConversionSettings, StagedReference, stage_reference
-from tasks.voices import Voice
+from engine import whisper as transcribe
+from tasks.core.settings import Settings
+from tasks.script.ingest import Script
+from tasks.script.voices import Voice
+from tasks.store import voice_records
+from tasks.voices.reference_audio import ConversionSettings, StagedReference, stage_reference
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,6 @@ def prepare_voice(voice: Voice, staging: Path, db: Path, conversion: ConversionS
                              source_sha256=voice.content_hash)
     if manual or whisper_model is None:
         return PreparedVoice(voice.id, staged, manual, "manual" if manual else "none", None, False)
-    from tasks import transcribe
 
     identity = transcribe.model_id(whisper_model)
     cached = voice_records.cached_transcript(db, staged.key, identity)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.base import SAMPLE_RATE, sha256_file
-from tasks.audio_io import write_wav_atomic
-from tasks.errors import VoiceError
-from tasks.temp_files import make_temp_beside
+from tasks.audio.wav import write_wav_atomic
+from tasks.core.audio_format import SAMPLE_RATE
+from tasks.core.errors import VoiceError
+from tasks.core.files import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ class ReferenceAudioError(VoiceError):
 @dataclass(frozen=True)
 class ConversionSettings:
     """What shapes the staged audio; all of it is in the staged key."""
-
     max_seconds: float = 30.0
     over_max: str = "trim"  # trim | refuse
     sample_rate: int = SAMPLE_RATE
@@ -50,7 +48,6 @@ class ConversionSettings:
 @dataclass(frozen=True)
 class StagedReference:
     """A reference clip ready for an engine: 24 kHz mono float32 WAV at `path`."""
-
     path: str
     key: str  # sha256 of the source file's hash and the conversion settings
     source_sha256: str
@@ -213,17 +210,6 @@ def _load_staged(wav: Path, meta: Path) -> StagedReference | None:
     return None
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = make_temp_beside(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def stage_reference(source: Path, staging_dir: Path, settings: ConversionSettings = ConversionSettings(),
                     allow_trim: bool = True, source_sha256: str | None = None) -> StagedReference:
     """The staged 24 kHz mono copy of `source`, converting it only when no copy with the same key exists."""
@@ -245,5 +231,6 @@ def stage_reference(source: Path, staging_dir: Path, settings: ConversionSetting
     write_wav_atomic(wav, staged, subtype="FLOAT", sample_rate=settings.sample_rate)
     result = StagedReference(str(wav), key, digest, kind, rate, channels, len(staged) / settings.sample_rate,
                              trimmed_from, True)
-    _write_json_atomic(meta, {k: v for k, v in asdict(result).items() if k not in ("path", "converted")})
+    write_text_atomic(meta, json.dumps({k: v for k, v in asdict(result).items() if k not in ("path", "converted")},
+                                       sort_keys=True))
     return result
