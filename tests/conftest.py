@@ -24,6 +24,9 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["VOICEBATCH_VOICES_DIR"] = str(ROOT / "voices")
+# Child processes (the CLI, Prefect workers and servers) import this checkout's code, also where the virtual
+# environment's editable install points at another checkout (a git worktree sharing one .venv).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")

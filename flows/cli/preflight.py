@@ -6,10 +6,10 @@ from pathlib import Path
 
 from engine.whisper import require_local_model
 from tasks.audio.wav import OutputWriteError
+from tasks.core.out_folders import staging_dir
 from tasks.core.settings import Settings
 from tasks.script.ingest import Script
 from tasks.store.db import connect
-from tasks.core.out_folders import staging_dir
 from tasks.voices.preparation import check_voice, conversion_settings
 
 
