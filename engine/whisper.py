@@ -53,6 +53,14 @@ def local_model_file(name: str) -> Path | None:
     return cached if cached.is_file() else None
 
 
+def require_local_model(name: str, instead: str) -> None:
+    """Refuse, without loading it, a model that is neither a checkpoint file here nor already downloaded."""
+    if local_model_file(name) is None:
+        raise TranscriptionError(f"Whisper model {name!r} is not on this machine (neither a checkpoint file nor "
+                                 f"downloaded into {whisper_cache_dir()}); download it once while online, set "
+                                 f"VOICEBATCH_WHISPER_MODEL to a local checkpoint file, or {instead}")
+
+
 def model_id(name: str) -> str:
     """What identifies the model in the transcript cache: the official name, or the checkpoint's content hash
     (a path can be overwritten with other weights)."""

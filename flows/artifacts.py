@@ -91,16 +91,19 @@ def publish(title: str, summary: str, table: list[dict[str, Any]], kind: str = "
         log.warning("could not publish the %s report to Prefect: %s", kind, e)
 
 
-def write_and_link(db: Path, run_id: str, title: str, logger: logging.Logger | logging.LoggerAdapter) -> str | None:
-    """The page's path, or None when it could not be written: the run is already recorded, so this warns."""
+def write_and_link(db: Path, run_id: str, title: str,
+                   logger: logging.Logger | logging.LoggerAdapter) -> tuple[str | None, str | None]:
+    """The page's path, or None and why it could not be written: the run is already recorded, so this warns
+    and the run's summary names the missing page."""
     try:
         page = steps.write_review_page(db, [run_id])
     except Exception as e:  # noqa: BLE001 - a listening aid must never fail a finished render
-        logger.warning("could not write the review page: %s (`voicebatch review %s` tries again)", e, run_id)
-        return None
+        why = f"review page: {e} (`voicebatch review {run_id}` tries again)"
+        logger.warning("could not write the %s", why)
+        return None, why
     try:
         create_link_artifact(page.as_uri(), link_text=f"review page: {page.name}", key=artifact_key(title, "review"),
                              description="every take of the run with a player, its settings, scores and levels")
     except Exception as e:  # noqa: BLE001
         logger.warning("could not link the review page from the Prefect run: %s", e)
-    return str(page)
+    return str(page), None

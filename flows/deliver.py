@@ -19,6 +19,7 @@ from flows import steps
 from flows.quality import QaOutcome
 from flows.runners import remote_task_runner
 from tasks.audio.loudness import LoudnessTarget
+from tasks.core import out_folders
 from tasks.core.processes import usable_cores
 from tasks.output.encode import NO_FFMPEG, find_ffmpeg
 from tasks.output.export import OutputFile, book_dir, chapter_path
@@ -101,7 +102,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     the outcome is returned in the delivery."""
     manifest = script.manifest
     target = manifest.loudness.resolve()
-    takes_dir = out / "takes"
+    takes_dir = out_folders.takes_dir(out)
     ffmpeg = find_ffmpeg()
     warnings = [] if ffmpeg else [NO_FFMPEG]
     if not ffmpeg:
@@ -215,6 +216,11 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
                     warnings, milestones, qa)
+
+
+def takes_to_read(script: Script, jobs: list[RenderJob], out: Path, db: Path) -> set[str]:
+    """The cache keys of the takes this run will read to assemble its chapters (every chapter not up to date)."""
+    return _mastering_plan(script, jobs, script.manifest.loudness.resolve(), out, db, False)[3]
 
 
 def _mastering_plan(script: Script, jobs: list[RenderJob], target: LoudnessTarget, out: Path, db: Path,

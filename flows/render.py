@@ -15,7 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from flows import artifacts, quality, steps
-from flows.deliver import deliver
+from flows.deliver import deliver, takes_to_read
 from flows.run_skeleton import (collect, failed_rows, failure_recorded, look_up_cache, preload_voices, record_as_landed,
                                  refuse_too_many, run_place, submit_renders, take_limits)
 from flows.runners import remote_task_runner
@@ -57,6 +57,7 @@ class RunSummary:
     qa_seconds: float = 0.0  # transcription time in this run
     review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
     milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
+    not_written: list[str] = field(default_factory=list)  # deliverables the run promised but could not write, and why
 
 
 def _milestones(started: float, spans: list[tuple[float, float]], delivered: dict[str, float]) -> dict[str, float]:
@@ -93,7 +94,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                       speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
         refuse_too_many(len(jobs), manifest, settings, "plans", "split the manifest or raise the limit")
-        hits, takes = look_up_cache(db, takes_dir, [j.key for j in jobs], force)
+        hits, takes = look_up_cache(db, takes_dir, [j.key for j in jobs], force,
+                                    verify=None if force else takes_to_read(script, jobs, out, db))
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
         batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
@@ -162,7 +164,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     if qa_plan:
         artifacts.publish(title, qa_report.markdown(title, run_id, checked.attempts),
                        qa_report.take_table(checked.attempts), kind="qa")
-    review_page = artifacts.write_and_link(db, run_id, title, logger) if review else None
+    review_page, review_missing = artifacts.write_and_link(db, run_id, title, logger) if review else (None, None)
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
                       takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),
@@ -173,4 +175,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
                       qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page,
-                      milestones=_milestones(started, spans, delivery.milestones))
+                      milestones=_milestones(started, spans, delivery.milestones),
+                      not_written=[review_missing] if review_missing else [])

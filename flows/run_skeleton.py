@@ -20,6 +20,7 @@ from prefect.utilities.annotations import quote
 
 from engine.registry import engine_class
 from flows import steps
+from tasks.core import out_folders
 from tasks.core.errors import EngineError, UserInputError, VoicebatchError, VoiceError
 from tasks.core.files import remove_stale_temp_files
 from tasks.core.settings import Settings, get_settings
@@ -46,11 +47,16 @@ class RunPlace:
 def run_place(output_dir: str | None, settings: Settings) -> RunPlace:
     """The run's places, once the temporary files of killed runs there are gone (they never become outputs)."""
     out = Path(output_dir) if output_dir else settings.output_dir
+    db = settings.db_path or out / "provenance.duckdb"
     stale = remove_stale_temp_files(out)
     if stale:
         get_run_logger().info("removed %d temporary files left by a killed run", len(stale))
-    return RunPlace(out, settings.db_path or out / "provenance.duckdb", out / "takes",
-                    str(flow_run.get_id() or uuid.uuid4()), time.perf_counter())
+    moved = out_folders.move_old_folders(out)
+    if moved:
+        provenance.move_recorded_paths(db, moved)
+        get_run_logger().info("moved %s into %s, apart from the books", ", ".join(f"{old.name}/" for old, _ in moved),
+                              out_folders.own_dir(out))
+    return RunPlace(out, db, out_folders.takes_dir(out), str(flow_run.get_id() or uuid.uuid4()), time.perf_counter())
 
 
 def preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db: Path, run_id: str) -> Script:
@@ -62,7 +68,7 @@ def preload_voices(script: Script, speaker_engine: dict[str, str], out: Path, db
                if settings.transcribe == "always" or engine_class(speaker_engine[s]).uses_reference}
     conversion = voice_prep.conversion_settings(settings)
     futures = {voice.id: steps.prepare_voice.submit(
-        voice, voice_prep.staging_dir(out), db, conversion, settings.whisper_model if voice.id in hearing else None,
+        voice, out_folders.staging_dir(out), db, conversion, settings.whisper_model if voice.id in hearing else None,
         settings.device) for voice in {v.id: v for v in script.voices.values()}.values()}
     prepared, problems = {}, []
     for voice_id, future in futures.items():
@@ -85,11 +91,13 @@ def refuse_too_many(planned: int, manifest: str, settings: Settings, what: str, 
                              f"{settings.max_takes_per_run}; {fix}")
 
 
-def look_up_cache(db: Path, takes_dir: Path, keys: list[str], force: bool = False) -> tuple[dict[str, dict], dict[str, Take]]:
+def look_up_cache(db: Path, takes_dir: Path, keys: list[str], force: bool = False,
+                  verify: set[str] | None = None) -> tuple[dict[str, dict], dict[str, Take]]:
     """The cached takes of these keys (none with `force`), as their rows and as takes; take files found on disk
-    but not recorded (a run killed before recording them) are recorded now."""
+    but not recorded (a run killed before recording them) are recorded now. The takes of `verify` (about to
+    be read) are hashed, and a damaged one is rendered again."""
     # quote(): Prefect would otherwise walk every key of a large run looking for futures.
-    hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, quote(keys))
+    hits, adopted = ({}, []) if force else steps.find_cached_takes(db, takes_dir, quote(keys), quote(verify or set()))
     cache.record_takes(db, adopted)
     return hits, {k: run_record.take_from_row(r) for k, r in hits.items()}
 

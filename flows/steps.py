@@ -4,7 +4,7 @@ inputs. Results are not persisted (NO_CACHE): takes and outputs are files with t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -56,8 +56,9 @@ def load_engines(names: list[str], device: str, dtype: str) -> float:
 
 
 @task(name="find cached takes", **_plain)
-def find_cached_takes(db: Path, takes_dir: Path, keys: Iterable[str]) -> tuple[dict[str, dict], list[dict]]:
-    return cache.find_takes(db, takes_dir, keys)
+def find_cached_takes(db: Path, takes_dir: Path, keys: Iterable[str],
+                      verify: Collection[str] = ()) -> tuple[dict[str, dict], list[dict]]:
+    return cache.find_takes(db, takes_dir, keys, verify)
 
 
 @task(name="render", task_run_name="render {batch.name}", **_plain)

@@ -154,7 +154,7 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
                                         "peak_dbfs": r.get("peak_dbfs")} for s, r in zip(sweep_rows, renders)])
     title = script.manifest.title
     artifacts.publish(title, sweep_score.markdown(title, run_id, ranked), sweep_score.artifact_table(ranked), kind="sweep")
-    review_page = artifacts.write_and_link(db, run_id, title, logger) if review else None
+    review_page = artifacts.write_and_link(db, run_id, title, logger)[0] if review else None
     return SweepResult(review_page=review_page, run_id=run_id, status=status, output_dir=str(out), database=str(db),
                        points=ranked,
                        takes_planned=len(planned), takes_rendered=rendered, takes_reused=len(unique) - rendered,

@@ -191,7 +191,7 @@ def test_serve_keeps_the_engine_warm_between_runs(server, api_client, tmp_path):
 def _take_hashes(out: Path, pattern: str = "??/*.wav") -> dict[str, str]:
     import hashlib
 
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "takes").glob(pattern)}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / ".voicebatch" / "takes").glob(pattern)}
 
 
 def test_dask_cluster_renders_byte_identical_takes_each_worker_loading_once(server, tmp_path):

@@ -128,7 +128,7 @@ def test_a_full_disk_fails_the_run_clearly_and_leaves_no_partial_file(tmp_path, 
     assert normalised <= {p.stem for p in recorded}, normalised - {p.stem for p in recorded}
     # Whether a whole batch landed before the disk filled depends on how the two render lanes interleave;
     # either way every take that was written whole is kept: recorded, or adopted by the next run.
-    written = set((small_disk / "takes").glob("*/*.wav"))  # raw takes: takes/<key[:2]>/<key>.wav
+    written = set((small_disk / ".voicebatch" / "takes").glob("*/*.wav"))  # raw takes: .voicebatch/takes/<key[:2]>/<key>.wav
     assert written and recorded <= written
 
     # Space freed: the next run reuses every take the failed run wrote and renders only the rest.

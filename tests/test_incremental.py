@@ -143,11 +143,11 @@ def test_a_run_killed_part_way_resumes_to_the_same_outputs(tmp_path):
     child = subprocess.Popen([str(exe), "render", str(m), "--out", str(killed_out)], env=cli_env(env),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((killed_out / "takes").rglob("*.wav"))) < 6:
+    while time.monotonic() < deadline and len(list((killed_out / ".voicebatch" / "takes").rglob("*.wav"))) < 6:
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    survived = len(list((killed_out / "takes").rglob("*.wav")))
+    survived = len(list((killed_out / ".voicebatch" / "takes").rglob("*.wav")))
     assert 6 <= survived < 40, "the kill should land part-way through rendering"
     assert not (killed_out / "cache-test").exists() or not list((killed_out / "cache-test").glob("*.wav"))
 

@@ -73,8 +73,8 @@ def test_a_render_writes_its_review_page_and_links_it_from_the_prefect_run(two_r
 
     out, a, b = two_runs
     page = Path(a.review_page)
-    assert page == (out / "review" / f"{a.run_id}.html").resolve() and page.is_file()
-    assert b.review_page is None and not (out / "review" / f"{b.run_id}.html").exists()  # review=False
+    assert page == (out / ".voicebatch" / "review" / f"{a.run_id}.html").resolve() and page.is_file()
+    assert b.review_page is None and not (out / ".voicebatch" / "review" / f"{b.run_id}.html").exists()  # review=False
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[a.run_id])))
     links = [x for x in found if x.key == "review-test-seed-1-review"]
@@ -98,7 +98,7 @@ def test_the_page_shows_every_take_with_its_settings_scores_and_levels(two_runs)
     for c in loudness:
         assert f"{c['integrated_lufs']:.1f} LUFS · {c['loudness_range_lu']:.1f} LU range" in html
     assert "Chapter 1: Harbour" in html and "Chapter 2: Stairs" in html
-    plots = sorted((out / "review" / ".plots").glob("*.svg"))  # drawn once per chapter content, then reused
+    plots = sorted((out / ".voicebatch" / "review" / ".plots").glob("*.svg"))  # drawn once per chapter content, then reused
     assert len(plots) == 2 and all(base64.b64encode(p.read_bytes()).decode() in html for p in plots)
     # Manifest text is user input: escaped, never markup.
     assert "<script>" not in html and "<b>" not in html
@@ -118,7 +118,7 @@ def test_two_runs_side_by_side_make_a_grid_that_loads_in_chromium(two_runs, chro
     out, a, b = two_runs
     db = out / "provenance.duckdb"
     page = write_review_page(db, [a.run_id[:8], b.run_id])
-    assert page == out.resolve() / "review" / f"{a.run_id[:8]}-vs-{b.run_id[:8]}.html"
+    assert page == out.resolve() / ".voicebatch" / "review" / f"{a.run_id[:8]}-vs-{b.run_id[:8]}.html"
     html = page.read_text()
     assert f"run {a.run_id[:8]} · seed=1" in html and f"run {b.run_id[:8]} · seed=2" in html
     # One row per line, one column per run: each line's row holds both of its takes.

@@ -75,7 +75,7 @@ def two_runs(library):
     work, _ = library
     manifest, out = _manifest(work / "m.yaml", {"Ava": "ava", "Nova": "nova"}), work / "out"
     first = render_manifest(str(manifest), output_dir=str(out))
-    staged = {p: os.stat(p).st_mtime_ns for p in (out / "voices").glob("*.wav")}
+    staged = {p: os.stat(p).st_mtime_ns for p in (out / ".voicebatch" / "voices").glob("*.wav")}
     transcribe._models.clear()  # a Whisper call in the second run would have to load the model again
     second = render_manifest(str(manifest), output_dir=str(out))
     return first, second, staged, out
@@ -101,7 +101,7 @@ def test_second_run_makes_zero_whisper_calls_and_zero_conversions(two_runs):
     assert len(rows) == 2
     assert sum(r["converted"] for r in rows) == 0 and sum(r["transcribed"] for r in rows) == 0
     assert transcribe._models == {}  # Whisper was not even loaded
-    assert {p: os.stat(p).st_mtime_ns for p in (out / "voices").glob("*.wav")} == staged
+    assert {p: os.stat(p).st_mtime_ns for p in (out / ".voicebatch" / "voices").glob("*.wav")} == staged
     assert _rows(Path(second.database), "SELECT count(*) AS n FROM voice_transcripts", [])[0]["n"] == 1
     assert second.takes_rendered == 0  # the Whisper transcript is stable, so the cache keys are too
 
@@ -115,11 +115,11 @@ def test_engines_get_the_staged_reference_and_the_settled_transcript(library, tw
     first, _, _, out = two_runs
     script = ingest(work / "m.yaml", voices)
     settings = get_settings()
-    prepared = {v.id: prepare_voice(v, out / "voices", Path(first.database), conversion_settings(settings),
+    prepared = {v.id: prepare_voice(v, out / ".voicebatch" / "voices", Path(first.database), conversion_settings(settings),
                                     settings.whisper_model, "cpu") for v in script.voices.values()}
     setup = prepare_engines(with_prepared_voices(script, prepared), None, "hibari", "cpu", "auto")
     nova = setup.prompts["hibari"]["nova"]
-    assert nova.reference == Path(prepared["nova"].staged.path) and nova.reference.parent == out / "voices"
+    assert nova.reference == Path(prepared["nova"].staged.path) and nova.reference.parent == out / ".voicebatch" / "voices"
     assert nova.transcript == prepared["nova"].transcript and nova.content_hash == script.voices["Nova"].content_hash
 
 
@@ -135,7 +135,7 @@ def test_manual_transcript_voices_keep_their_cache_keys(library, two_runs):
     first, _, _, out = two_runs
     script = ingest(work / "m.yaml", voices)
     settings = get_settings()
-    prepared = {v.id: prepare_voice(v, out / "voices", Path(first.database), conversion_settings(settings),
+    prepared = {v.id: prepare_voice(v, out / ".voicebatch" / "voices", Path(first.database), conversion_settings(settings),
                                     None) for v in script.voices.values()}
     ready = with_prepared_voices(script, prepared)
     params = DecodingParams()
@@ -166,4 +166,4 @@ def test_bad_references_are_refused_before_anything_renders(library, tmp_path):
     run = _rows(out / "provenance.duckdb", "SELECT run_id, status FROM runs", [])
     assert [r["status"] for r in run] == ["failed"]
     assert _rows(out / "provenance.duckdb", "SELECT count(*) AS n FROM renders", [])[0]["n"] == 0
-    assert not (out / "takes").exists()
+    assert not (out / ".voicebatch" / "takes").exists()

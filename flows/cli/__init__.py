@@ -19,7 +19,7 @@ from flows.cli import review as cli_review
 from flows.cli import serve as cli_serve
 from flows.cli import sweep as cli_sweep
 from flows.cli import voices as cli_voices
-from flows.cli.preflight import preflight
+from flows.cli.preflight import check_script, preflight
 from tasks.core.errors import VoicebatchError
 from tasks.core.settings import get_settings
 from tasks.qa import report as qa_report
@@ -52,6 +52,8 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
     print(f"  provenance in {summary.database}")
     if summary.review_page:
         print(f"  review   {summary.review_page}")
+    for missing in summary.not_written:
+        print(f"  NOT WRITTEN {missing}")
     rest = summary.wall_seconds - summary.load_seconds - summary.render_seconds
     print(f"  time: {total:.1f} s total = Prefect start-up and orchestration {total - summary.wall_seconds:.1f} s"
           f" + model load {summary.load_seconds:.1f} s + rendering {summary.render_seconds:.1f} s"
@@ -90,6 +92,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for manifest in args.manifests:
         script = apply_overrides(ingest(manifest, settings.voices_dir), parse_overrides(overrides))
         check_pronunciations(script, args.engine, settings.engine)
+        check_script(script, args.qa, settings)
     task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)
@@ -113,8 +116,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not args.json:
             _print_summary(manifest, summary, total)
     if args.json:
-        print(json.dumps(results, indent=2))
-    return 1 if any(r["status"] != "completed" for r in results) else 0
+        print(json.dumps(results, indent=2, default=str))
+    return 1 if any(r["status"] != "completed" or r["not_written"] for r in results) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("engine", "tasks", "flows"):
         logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).propagate = False  # Prefect's console handler on the root would say it twice
     try:
         return args.func(args)
     except VoicebatchError as e:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.settings import get_settings
+from tasks.store.db import move_aside
 from tasks.store.history import provenance_of, query, run_detail, runs
 
 
@@ -100,6 +101,14 @@ def cmd_db_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_recover(args: argparse.Namespace) -> int:
+    path = args.path or _db()
+    aside = move_aside(path)
+    print(f"moved the damaged database to {aside}\nstarted a new one at {path}; the next render adopts the takes "
+          "already on disk (the run history stays in the old file)")
+    return 0
+
+
 def add_commands(sub) -> None:
     history = sub.add_parser("history", help="list recent runs")
     history.add_argument("--limit", type=int, default=20)
@@ -127,3 +136,6 @@ def add_commands(sub) -> None:
     db = sub.add_parser("db", help="the provenance database")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("path", help="print the database's path").set_defaults(func=cmd_db_path)
+    recover = db_sub.add_parser("recover", help="move a damaged database aside (timestamped) and start a new one")
+    recover.add_argument("path", type=Path, nargs="?", help="the database (default: the one `db path` prints)")
+    recover.set_defaults(func=cmd_db_recover)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from flows.cli.preflight import preflight
+from flows.cli.preflight import check_script, preflight
 from tasks.core.settings import get_settings
 from tasks.script.ingest import ingest
 from tasks.script.manifest import read_document
@@ -75,6 +75,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from flows.sweep import sweep_manifest
 
     require_api()
+    check_script(script, False, settings)  # the sweep's own scoring needs no QA model up front
     preflight(settings.output_dir, settings.database)
     result = sweep_manifest(manifest=str(args.manifest), grid={k: list(v) for k, v in spec.grid.items()},
                             points=[dict(p) for p in spec.points] or None,

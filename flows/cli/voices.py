@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from flows.cli.history import print_table
+from tasks.core.out_folders import staging_dir
 from tasks.core.settings import get_settings
 from tasks.script.voices import load_voice
 from tasks.voices.library import add_voice, describe_library, describe_voice
-from tasks.voices.preparation import conversion_settings, staging_dir
+from tasks.voices.preparation import conversion_settings
 
 
 def _context():

@@ -1,7 +1,8 @@
 """The render cache: takes stored content-addressed by cache key, found again across runs and processes.
 
 A take is trusted when its file has the size and modification time recorded with its sha256; otherwise the
-file is hashed, and a mismatch means the take is re-rendered (the corrupt file is removed). A take file with
+file is hashed, and a mismatch means the take is re-rendered (the corrupt file is removed). A take that is
+about to be read to assemble a chapter is always hashed: size and time decide only what need not be read. A take file with
 no database row was written (atomically) by a run killed before it could record it, and is adopted after
 hashing. The same check guards chapter and book files before they are reused.
 """
@@ -14,7 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 from tasks.audio.assemble import measure
 from tasks.audio.wav import read_mono
@@ -53,9 +54,15 @@ def still_valid(path: Path, sha256: str, size: int | None, mtime_ns: int | None)
     return sha256_file(path) == sha256
 
 
-def _adopt(key: str, path: Path) -> dict[str, Any]:
+def _adopt(key: str, path: Path) -> dict[str, Any] | None:
+    """The row of a take file no run recorded; None (and the file removed) when it is not readable audio."""
     record = file_record(path)
-    m = measure(read_mono(path)[0])
+    try:
+        m = measure(read_mono(path)[0])
+    except Exception as e:  # noqa: BLE001 - libsndfile's errors vary by format; any of them means unusable
+        log.warning("take file %s is not readable audio (%s); it will be rendered again", path, e)
+        path.unlink()
+        return None
     return {"cache_key": key, "path": str(path), "sha256": record.sha256, "bytes": record.bytes,
             "mtime_ns": record.mtime_ns, "duration": m["duration"], "peak_dbfs": m["peak_dbfs"],
             "rms_dbfs": m["rms_dbfs"], "render_seconds": None, "engine": None, "run_id": None,
@@ -63,10 +70,11 @@ def _adopt(key: str, path: Path) -> dict[str, Any]:
 
 
 def find_takes(db: Path, takes_dir: Path, keys: Iterable[str],
-               verify: bool = False) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+               verify: Collection[str] = ()) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """The usable cached takes among `keys` (cache key -> `takes` row with its path in `takes_dir`), and the
-    rows of take files adopted from an interrupted run (to be recorded)."""
-    keys = list(dict.fromkeys(keys))
+    rows of take files adopted from an interrupted run (to be recorded). The takes of `verify` (those about to
+    be read) are hashed whatever their size and modification time say."""
+    keys, verify = list(dict.fromkeys(keys)), set(verify)
     rows: dict[str, dict[str, Any]] = {}
     if Path(db).exists() and keys:
         with provenance.connect(db) as con:
@@ -78,12 +86,12 @@ def find_takes(db: Path, takes_dir: Path, keys: Iterable[str],
         path = take_path(takes_dir, key)
         row = rows.get(key)
         if row is None:
-            if path.exists():
-                hits[key] = _adopt(key, path)
-                adopted.append(hits[key])
+            if path.exists() and (found := _adopt(key, path)) is not None:
+                hits[key] = found
+                adopted.append(found)
             continue
         same_file = row["path"] == str(path)
-        if verify:
+        if key in verify:
             ok = path.exists() and sha256_file(path) == row["sha256"]
         else:
             ok = still_valid(path, row["sha256"], row["bytes"] if same_file else None,
@@ -91,7 +99,8 @@ def find_takes(db: Path, takes_dir: Path, keys: Iterable[str],
         if ok:
             hits[key] = {**row, "path": str(path)}
         elif path.exists():
-            log.warning("cached take %s does not match its recorded sha256; it will be rendered again", path)
+            log.warning("cached take %s does not match its recorded sha256 (damaged or changed since it was "
+                        "rendered); it will be rendered again", path)
             path.unlink()
     if adopted:
         log.info("adopting %d take files written by an interrupted run", len(adopted))

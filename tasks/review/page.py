@@ -13,6 +13,7 @@ from typing import Any
 
 from tasks.audio.wav import OutputWriteError, read_mono
 from tasks.core.files import write_text_atomic
+from tasks.core.out_folders import review_dir
 from tasks.render.cache import fingerprint
 from tasks.review.data import ReviewChapter, ReviewData, ReviewTake, load_review
 from tasks.review.grid import ChapterGrid, GridRow, build_grids
@@ -32,7 +33,7 @@ PLOT_VERSION = 1  # part of the plot cache key: raise it when the plot's look ch
 
 def default_page_path(output_dir: Path, run_ids: list[str]) -> Path:
     name = run_ids[0] if len(run_ids) == 1 else "-vs-".join(r[:8] for r in run_ids)
-    return Path(output_dir) / "review" / f"{name}.html"
+    return review_dir(Path(output_dir)) / f"{name}.html"
 
 
 def _e(value: Any) -> str:

@@ -7,10 +7,13 @@ here are short and retried with backoff instead of failing.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,10 +27,24 @@ from tasks.store.schema import MIGRATIONS
 # One connection at a time per process (DuckDB also refuses a read-only and a read-write connection to one
 # file side by side in one process); other processes are waited for at connect().
 _process_lock = threading.Lock()
+# DuckDB's header: three 4 KiB blocks before the data blocks.
+_HEADER_BYTES = 3 * 4096
+# What `voicebatch query` may do: read this one database, nothing else, and never change that.
+SANDBOX = {"enable_external_access": False, "lock_configuration": True}
+
+log = logging.getLogger(__name__)
 
 
 class ProvenanceError(VoicebatchError):
     """The provenance database cannot be opened or written."""
+
+
+class DamagedDatabaseError(ProvenanceError):
+    """The provenance database file is damaged (truncated, overwritten, or from an unknown storage version)."""
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"the provenance database {path} is damaged ({detail}); no other program holds it, so "
+                         f"waiting will not help. Move it aside and start a new one with `voicebatch db recover "
+                         f"{path}`: the next render adopts the takes already on disk")
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -35,9 +52,19 @@ def _is_lock_error(err: Exception) -> bool:
     return "lock" in text or "conflicting" in text
 
 
+def _is_damage(err: Exception) -> bool:
+    import duckdb
+
+    return isinstance(err, (duckdb.IOException, duckdb.SerializationException)) and not _is_lock_error(err)
+
+
 @contextmanager
-def connect(path: Path, read_only: bool = False, wait: float | None = None) -> Iterator[Any]:
-    """A short-lived connection, migrated to the current schema; waits while another process holds the file."""
+def connect(path: Path, read_only: bool = False, wait: float | None = None,
+            config: dict[str, Any] | None = None, check_size: bool = False) -> Iterator[Any]:
+    """A short-lived connection, migrated to the current schema; waits while another process holds the file.
+    A damaged file, found at opening or by any read through the connection, raises DamagedDatabaseError;
+    `check_size` finds a truncated one at once (valid only as the first connection of a process: an open
+    database may list blocks it has not written yet)."""
     import duckdb
 
     wait = get_settings().db_lock_wait if wait is None else wait
@@ -47,29 +74,85 @@ def connect(path: Path, read_only: bool = False, wait: float | None = None) -> I
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     with _process_lock:
-        con = _open(duckdb, path, read_only, wait)
+        con = _open(duckdb, path, read_only, wait, config or {})
         try:
+            if check_size:
+                _check_size(con, path)
             if not read_only:
                 migrate(con, path)
             else:
                 _check_version(con, path)
             yield con
+        except duckdb.Error as e:
+            if _is_damage(e):
+                raise DamagedDatabaseError(path, str(e).splitlines()[0]) from None
+            raise
         finally:
             con.close()
 
 
-def _open(duckdb, path: Path, read_only: bool, wait: float):
+def _holder(err: Exception) -> str:
+    """Who holds the file, as DuckDB's lock error names it ("... (PID 123)")."""
+    found = re.search(r"held in (.*?) \(PID (\d+)\)", str(err))
+    return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
+
+
+def _open(duckdb, path: Path, read_only: bool, wait: float, config: dict[str, Any]):
     deadline = time.monotonic() + wait
     delay = 0.05
+    said = False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as e:
+            if _is_damage(e):
+                raise DamagedDatabaseError(path, str(e).splitlines()[0]) from None
             if not _is_lock_error(e) or time.monotonic() > deadline:
                 raise ProvenanceError(f"cannot open the provenance database {path}: {e}. If another program holds "
                                       "it open, close that program and run again") from None
+            if not said:
+                log.warning("waiting up to %.0f s for the provenance database %s, held by %s "
+                            "(VOICEBATCH_DB_LOCK_WAIT sets how long)", wait, path, _holder(e))
+                said = True
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
+
+
+def _check_size(con, path: Path) -> None:
+    """A file shorter than the blocks its header lists was truncated: say so now, not at some later read."""
+    if not path.exists():
+        return
+    block_size, total_blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
+                                           "WHERE database_name = current_database()").fetchone()
+    needed = _HEADER_BYTES + block_size * total_blocks
+    size = path.stat().st_size
+    if size < needed:
+        raise DamagedDatabaseError(path, f"truncated: {size} bytes where its header lists {needed}")
+
+
+def move_aside(path: Path) -> Path:
+    """Move a damaged database (and its write-ahead log) to a timestamped name beside it, and start a new one
+    in its place; returns where the old one went. Refuses a database that opens and reads as intact."""
+    path = Path(path)
+    if not path.exists():
+        raise ProvenanceError(f"no provenance database at {path}; nothing to recover")
+    try:
+        with connect(path, read_only=True, wait=0, check_size=True) as con:
+            for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+                con.execute(f'SELECT * FROM "{table}"').fetchall()
+    except DamagedDatabaseError:
+        pass
+    else:
+        raise ProvenanceError(f"{path} opens and reads as intact: nothing to recover (move it aside yourself to "
+                              "start over)")
+    aside = path.with_name(f"{path.stem}.damaged-{datetime.now():%Y%m%d-%H%M%S}{path.suffix}")
+    path.rename(aside)
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        wal.rename(aside.with_name(aside.name + ".wal"))
+    with connect(path):
+        pass
+    return aside
 
 
 def _applied(con) -> list[str]:
@@ -150,6 +233,24 @@ def replace_rows(db: Path, table: str, rows: list[dict[str, Any]], keys: tuple[s
             raise
 
 
+# Columns that hold paths of files in the project's own folders (tasks/core/out_folders.py).
+_OWN_FILE_PATHS = (("takes", "path"), ("renders", "take_path"), ("take_levels", "path"), ("voices", "staged_path"))
+
+
+def move_recorded_paths(db: Path, moves: list[tuple[Path, Path]]) -> None:
+    """Point the recorded paths of files under each moved folder at its new place, in one transaction."""
+    if not moves:
+        return
+    with connect(db) as con:
+        con.execute("BEGIN TRANSACTION")
+        for old, new in moves:
+            prefix = f"{old}/"
+            for table, column in _OWN_FILE_PATHS:
+                con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE starts_with({column}, ?)",
+                            [f"{new}/", len(prefix) + 1, prefix])
+        con.execute("COMMIT")
+
+
 def start_run(db: Path, row: dict[str, Any]) -> None:
     """Record a run as running; runs of this host whose process is gone are marked interrupted."""
     with connect(db) as con:
@@ -186,8 +287,6 @@ def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dic
 def record_failed_run(db: Path, run_id: str, error: BaseException, wall_seconds: float, log) -> None:
     """Mark a run failed with its error; a database that cannot take it is logged, never raised (the run's own
     error is the one to report)."""
-    from datetime import datetime
-
     try:
         finish_run(db, run_id, dict(status="failed", error=f"{type(error).__name__}: {error}", ended_at=datetime.now(),
                                     wall_seconds=wall_seconds), [], [])

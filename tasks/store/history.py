@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks.core.errors import UserInputError
 from tasks.core.files import sha256_file
-from tasks.store.db import connect, fetch_dicts
+from tasks.store.db import SANDBOX, connect, fetch_dicts
 
 
 class QueryError(UserInputError):
@@ -42,12 +42,18 @@ def run_detail(db: Path, run_id: str) -> dict[str, Any]:
 
 
 def query(db: Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run SQL on a read-only connection: the database cannot be changed through here."""
+    """Run SQL on a read-only connection with no file access and a locked configuration: neither the database
+    nor any other file can be read or written through here."""
     import duckdb
 
-    with connect(db, read_only=True) as con:
+    with connect(db, read_only=True, config=SANDBOX) as con:
         try:
             cur = con.execute(sql)
+        except duckdb.IOException:
+            raise  # a damaged file: connect() says so
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as e:
+            raise QueryError(f"query refused: `voicebatch query` reads the provenance database only (no other files, "
+                             f"no writes, no settings): {str(e).splitlines()[0]}") from None
         except duckdb.Error as e:
             raise QueryError(f"query refused: {str(e).splitlines()[0]}") from None
         if cur.description is None:

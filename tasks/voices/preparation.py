@@ -12,7 +12,7 @@ from tasks.core.settings import Settings
 from tasks.script.ingest import Script
 from tasks.script.voices import Voice
 from tasks.store import voice_records
-from tasks.voices.reference_audio import ConversionSettings, StagedReference, stage_reference
+from tasks.voices.reference_audio import ConversionSettings, StagedReference, check_reference, stage_reference
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,22 @@ def conversion_settings(settings: Settings) -> ConversionSettings:
     return ConversionSettings(max_seconds=settings.reference_max_seconds, over_max=settings.reference_over_max)
 
 
-def staging_dir(output_dir: Path) -> Path:
-    return Path(output_dir) / "voices"
+def check_voice(voice: Voice, staging: Path, conversion: ConversionSettings) -> None:
+    """Refuse a voice whose reference clip staging would refuse, before a run starts and writing nothing."""
+    if voice.reference is not None:
+        check_reference(voice.reference, staging, conversion, allow_trim=_manual_transcript(voice) is None,
+                        source_sha256=voice.content_hash)
+
+
+def _manual_transcript(voice: Voice) -> str | None:
+    return (voice.transcript or "").strip() or None
 
 
 def prepare_voice(voice: Voice, staging: Path, db: Path, conversion: ConversionSettings,
                   whisper_model: str | None, device: str = "auto") -> PreparedVoice:
     """Stage the voice's reference and settle its transcript; `whisper_model` None leaves a missing one missing.
     A manual transcript always wins; Whisper runs at most once per staged clip and model."""
-    manual = (voice.transcript or "").strip() or None
+    manual = _manual_transcript(voice)
     if voice.reference is None:
         return PreparedVoice(voice.id, None, manual, "manual" if manual else "none", None, False)
     staged = stage_reference(voice.reference, staging, conversion, allow_trim=manual is None,

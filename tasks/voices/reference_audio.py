@@ -210,6 +210,28 @@ def _load_staged(wav: Path, meta: Path) -> StagedReference | None:
     return None
 
 
+def _usable_clip(source: Path, settings: ConversionSettings,
+                 allow_trim: bool) -> tuple[np.ndarray, int, str, int, float | None]:
+    """The clip decoded, downmixed at its own rate, checked and fitted to the maximum length: mono samples,
+    rate, format, source channels and the duration it was trimmed from."""
+    audio, rate, kind = decode(source)
+    mono = convert(audio, rate, rate)  # downmix at the source rate: checks and trimming see what was recorded
+    check(source, mono, rate)
+    mono, trimmed_from = fit_length(mono, rate, source, settings, allow_trim)
+    return mono, rate, kind, audio.shape[1], trimmed_from
+
+
+def check_reference(source: Path, staging_dir: Path, settings: ConversionSettings, allow_trim: bool,
+                    source_sha256: str) -> None:
+    """Refuse a clip that staging would refuse, writing nothing: for checks before a run starts. A clip already
+    staged under these settings passed them when it was staged."""
+    found = find_staged(source_sha256, staging_dir, settings)
+    if found is None:
+        _usable_clip(Path(source), settings, allow_trim)
+    elif found.trimmed_from is not None and not allow_trim:
+        raise _transcript_would_disagree(Path(source), found.trimmed_from, settings)
+
+
 def stage_reference(source: Path, staging_dir: Path, settings: ConversionSettings = ConversionSettings(),
                     allow_trim: bool = True, source_sha256: str | None = None) -> StagedReference:
     """The staged 24 kHz mono copy of `source`, converting it only when no copy with the same key exists."""
@@ -222,11 +244,7 @@ def stage_reference(source: Path, staging_dir: Path, settings: ConversionSetting
         if found.trimmed_from is not None and not allow_trim:
             raise _transcript_would_disagree(source, found.trimmed_from, settings)
         return found
-    audio, rate, kind = decode(source)
-    channels = audio.shape[1]
-    mono = convert(audio, rate, rate)  # downmix at the source rate: checks and trimming see what was recorded
-    check(source, mono, rate)
-    mono, trimmed_from = fit_length(mono, rate, source, settings, allow_trim)
+    mono, rate, kind, channels, trimmed_from = _usable_clip(source, settings, allow_trim)
     staged = convert(mono, rate, settings.sample_rate)
     write_wav_atomic(wav, staged, subtype="FLOAT", sample_rate=settings.sample_rate)
     result = StagedReference(str(wav), key, digest, kind, rate, channels, len(staged) / settings.sample_rate,
