@@ -57,6 +57,7 @@ class RunSummary:
     qa_seconds: float = 0.0  # transcription time in this run
     review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
     milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
+    chapters_rewritten: list[str] = field(default_factory=list)  # the chapter files this run wrote
 
 
 def _milestones(started: float, spans: list[tuple[float, float]], delivered: dict[str, float]) -> dict[str, float]:
@@ -173,4 +174,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
                       qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page,
-                      milestones=_milestones(started, spans, delivery.milestones))
+                      milestones=_milestones(started, spans, delivery.milestones),
+                      chapters_rewritten=[m.output.path for m in delivery.mastered])

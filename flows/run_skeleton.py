@@ -155,7 +155,7 @@ class InFlight:
 def failure_recorded(place: RunPlace, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[InFlight]:
     """On any failure inside the block: the takes of every batch that finished rendering are recorded
     (leaving the bookkeeping pool cancels record tasks still queued, and the next run must reuse them), then
-    the run is marked failed with its error, and the error goes on."""
+    the run is marked failed with its error (`interrupted` when a signal stopped it), and the error goes on."""
     in_flight = InFlight()
     try:
         yield in_flight
@@ -167,5 +167,6 @@ def failure_recorded(place: RunPlace, logger: logging.Logger | logging.LoggerAda
                                             place.run_id, place.db)
             except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
                 logger.warning("could not record the takes of batch %d after the failure: %s", batch.index, err)
-        provenance.record_failed_run(place.db, place.run_id, e, time.perf_counter() - place.started, logger)
+        provenance.record_failed_run(place.db, place.run_id, e, time.perf_counter() - place.started, logger,
+                                     "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
         raise

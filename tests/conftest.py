@@ -126,9 +126,24 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int 
 
 
 def cli_env(extra: dict | None = None) -> dict:
-    return {**os.environ, "PREFECT_HOME": CLI_PREFECT_HOME, **(extra or {})}
+    """The child's environment: the shared CLI Prefect home (whose reused server the session ends), any free
+    port for that server, and this checkout's code first (the console script of an editable install shared by
+    several checkouts would import another one's)."""
+    return {**os.environ, "PREFECT_HOME": CLI_PREFECT_HOME, "VOICEBATCH_SERVER_PORT": "0",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(extra or {})}
+
+
+def stop_local_server(home: str | Path) -> None:
+    """Stop the reused Prefect server recorded in `home`, if any, and check by its pid that it is gone."""
+    from flows.local_server import stop_server
+    from tasks.core.processes import is_alive
+
+    state = stop_server(Path(home))
+    if state and is_alive(state.pid):
+        raise RuntimeError(f"the Prefect server of {home} (pid {state.pid}) is still running")
 
 
 def pytest_sessionfinish(session, exitstatus):
+    stop_local_server(CLI_PREFECT_HOME)
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
     shutil.rmtree(CLI_PREFECT_HOME, ignore_errors=True)
