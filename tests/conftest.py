@@ -133,13 +133,22 @@ def cli_env(extra: dict | None = None) -> dict:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(extra or {})}
 
 
+def running(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        from tasks.core.processes import is_alive
+
+        return is_alive(pid)
+
+
 def stop_local_server(home: str | Path) -> None:
     """Stop the reused Prefect server recorded in `home`, if any, and check by its pid that it is gone."""
     from flows.local_server import stop_server
-    from tasks.core.processes import is_alive
 
     state = stop_server(Path(home))
-    if state and is_alive(state.pid):
+    if state and running(state.pid):
         raise RuntimeError(f"the Prefect server of {home} (pid {state.pid}) is still running")
 
 
