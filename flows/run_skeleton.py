@@ -21,6 +21,7 @@ from prefect.utilities.annotations import quote
 from engine.registry import engine_class
 from flows import steps
 from tasks.core.errors import EngineError, UserInputError, VoicebatchError, VoiceError
+from tasks.core import stopping
 from tasks.core.files import remove_stale_temp_files
 from tasks.core.settings import Settings, get_settings
 from tasks.render import cache
@@ -98,8 +99,18 @@ def submit_renders(batches: list[RenderBatch], setup: EngineSetup, takes_dir: Pa
                    scene: str | None) -> list[PrefectFuture]:
     """One render task per batch, on the flow's task runner (the engine lanes decide what runs at once)."""
     limits = take_limits(settings)
-    return [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
-                                      limits, scene) for b in batches]
+    futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
+                                         limits, scene) for b in batches]
+    stopping.on_stop(lambda: cancel_queued(futures))
+    return futures
+
+
+def cancel_queued(futures: list[PrefectFuture]) -> None:
+    """Cancel the render tasks that have not started: a stopping run must not wait for each to start and end."""
+    for future in futures:
+        wrapped = getattr(future, "wrapped_future", None)  # a thread pool's or Dask's own future
+        if wrapped is not None:
+            wrapped.cancel()
 
 
 def take_limits(settings: Settings) -> TakeLimits:

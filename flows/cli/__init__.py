@@ -22,7 +22,7 @@ from flows.cli import server as cli_server
 from flows.cli import sweep as cli_sweep
 from flows.cli import voices as cli_voices
 from flows.cli.preflight import preflight
-from flows.cli.stopping import install_handlers, stopped_line
+from flows.cli.stopping import exit_now, install_handlers, stopped_line
 from tasks.core.errors import UserInputError, VoicebatchError
 from tasks.core.settings import get_settings
 from tasks.core.stopping import StopRequested
@@ -122,7 +122,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                     _print_summary(manifest, summary, total)
     except StopRequested as stop:
         print(stopped_line(stop, settings.output_dir), file=sys.stderr)
-        return 0 if args.watch and stop.signum == signal.SIGINT else stop.exit_code
+        exit_now(0 if args.watch and stop.signum == signal.SIGINT else stop.exit_code)
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if any(r["status"] != "completed" for r in results) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Callable
 
 from tasks.core.errors import VoicebatchError
 
@@ -11,6 +12,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}  # 12
 
 _requested = threading.Event()
 _signal = [signal.SIGINT]  # the signal that asked, for the exit code
+_on_stop: list[Callable[[], None]] = []
 
 
 class StopRequested(KeyboardInterrupt):
@@ -30,9 +32,19 @@ class Stopping(VoicebatchError):
     """Raised in a worker thread instead of starting new work once a stop was asked for."""
 
 
+def on_stop(callback: Callable[[], None]) -> None:
+    """Call `callback` when a stop is asked for (e.g. to cancel queued work); it must not block."""
+    _on_stop.append(callback)
+
+
 def request_stop(signum: int) -> None:
     _signal[0] = signum
     _requested.set()
+    for callback in _on_stop:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - a callback that fails must not keep the others from running
+            pass
 
 
 def requested_by() -> int:
@@ -42,11 +54,6 @@ def requested_by() -> int:
 
 def stop_requested() -> bool:
     return _requested.is_set()
-
-
-def clear() -> None:
-    """Forget a stop (between cycles of a long-lived process that handled it)."""
-    _requested.clear()
 
 
 def raise_if_stopping() -> None:

@@ -124,6 +124,8 @@ class _BatchRenderer:
         try:
             audios, seconds, made_on, interval, steps = self._call(device, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
+            if stop_requested():
+                return  # the engine gave up the batch because the process is stopping
             if is_mps_op_failure(e) and device != "cpu" and self._device_of(device) == "mps":
                 log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
                 return self.render(jobs, "cpu", alone_retry)
