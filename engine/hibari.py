@@ -12,6 +12,7 @@ from pydantic import Field
 from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
 from engine.lexicon import rewrite
 from tasks.core.errors import EngineError
+from tasks.core.stopping import raise_if_stopping
 
 log = logging.getLogger(__name__)
 BUNDLED_VOICE = "heart"
@@ -89,6 +90,7 @@ class HibariEngine(Engine):
     def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
         out = []
         for req in requests:
+            raise_if_stopping()  # a stop asked for cancels the rest of the batch (finished takes of it are lost)
             opts = self.effective_options(req.voice)
             model = self._model(opts["voice"])
             audio = model(self.spoken_text(req), speed=opts["speed"], seed=req.params.seed)

@@ -15,6 +15,7 @@ from pydantic import Field
 from engine.base import Engine, EngineInfo, RenderRequest
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import EngineError
+from tasks.core.stopping import raise_if_stopping
 
 BUNDLED_MODEL = "joe"
 
@@ -57,6 +58,7 @@ class PiperEngine(Engine):
 
         out = []
         for req in requests:
+            raise_if_stopping()  # a stop asked for cancels the rest of the batch (finished takes of it are lost)
             opts = self.Options(**dict(req.voice.options))
             voice = self._voice(opts.model)
             config = SynthesisConfig(length_scale=opts.length_scale, noise_scale=0.0, noise_w_scale=0.0,

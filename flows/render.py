@@ -58,6 +58,7 @@ class RunSummary:
     review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
     milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
     not_written: list[str] = field(default_factory=list)  # deliverables the run promised but could not write, and why
+    chapters_rewritten: list[str] = field(default_factory=list)  # the chapter files this run wrote
 
 
 def _milestones(started: float, spans: list[tuple[float, float]], delivered: dict[str, float]) -> dict[str, float]:
@@ -176,4 +177,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
                       qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page,
                       milestones=_milestones(started, spans, delivery.milestones),
-                      not_written=[review_missing] if review_missing else [])
+                      not_written=[review_missing] if review_missing else [],
+                      chapters_rewritten=[m.output.path for m in delivery.mastered])

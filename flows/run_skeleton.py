@@ -22,6 +22,7 @@ from engine.registry import engine_class
 from flows import steps
 from tasks.core import out_folders
 from tasks.core.errors import EngineError, UserInputError, VoicebatchError, VoiceError
+from tasks.core import stopping
 from tasks.core.files import remove_stale_temp_files
 from tasks.core.settings import Settings, get_settings
 from tasks.render import cache
@@ -106,8 +107,18 @@ def submit_renders(batches: list[RenderBatch], setup: EngineSetup, takes_dir: Pa
                    scene: str | None) -> list[PrefectFuture]:
     """One render task per batch, on the flow's task runner (the engine lanes decide what runs at once)."""
     limits = take_limits(settings)
-    return [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
-                                      limits, scene) for b in batches]
+    futures = [steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device, settings.dtype,
+                                         limits, scene) for b in batches]
+    stopping.on_stop(lambda: cancel_queued(futures))
+    return futures
+
+
+def cancel_queued(futures: list[PrefectFuture]) -> None:
+    """Cancel the render tasks that have not started: a stopping run must not wait for each to start and end."""
+    for future in futures:
+        wrapped = getattr(future, "wrapped_future", None)  # a thread pool's or Dask's own future
+        if wrapped is not None:
+            wrapped.cancel()
 
 
 def take_limits(settings: Settings) -> TakeLimits:
@@ -163,7 +174,7 @@ class InFlight:
 def failure_recorded(place: RunPlace, logger: logging.Logger | logging.LoggerAdapter) -> Iterator[InFlight]:
     """On any failure inside the block: the takes of every batch that finished rendering are recorded
     (leaving the bookkeeping pool cancels record tasks still queued, and the next run must reuse them), then
-    the run is marked failed with its error, and the error goes on."""
+    the run is marked failed with its error (`interrupted` when a signal stopped it), and the error goes on."""
     in_flight = InFlight()
     try:
         yield in_flight
@@ -175,5 +186,6 @@ def failure_recorded(place: RunPlace, logger: logging.Logger | logging.LoggerAda
                                             place.run_id, place.db)
             except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
                 logger.warning("could not record the takes of batch %d after the failure: %s", batch.index, err)
-        provenance.record_failed_run(place.db, place.run_id, e, time.perf_counter() - place.started, logger)
+        provenance.record_failed_run(place.db, place.run_id, e, time.perf_counter() - place.started, logger,
+                                     "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
         raise

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from engine.base import VoicePrompt
 from tasks.audio.loudness import LoudnessTarget
+from tasks.core.stopping import raise_if_stopping
 from tasks.output import encode, export, mastering
 from tasks.output.export import OutputFile
 from tasks.output.mastering import MasteredChapter, NormalisedTake
@@ -77,23 +78,27 @@ def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db
 
 @task(name="normalise takes", **_plain)
 def normalise_takes(takes: list[Take], target: LoudnessTarget, takes_dir: Path) -> list[NormalisedTake]:
+    raise_if_stopping()
     return mastering.normalise_takes(takes, target, takes_dir)
 
 
 @task(name="normalise batch", **_plain)
 def normalise_batch(result: BatchResult, target: LoudnessTarget, takes_dir: Path, keys: set[str]) -> list[NormalisedTake]:
+    raise_if_stopping()
     return mastering.normalise_batch(result, target, takes_dir, keys)
 
 
 @task(name="master chapter", task_run_name="master: {title}", **_plain)
 def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path, index: int, title: str,
                    speaker_pause: float, chunk_pause: float, target: LoudnessTarget, max_mb: float) -> MasteredChapter | None:
+    raise_if_stopping()
     return mastering.master_chapter(jobs, normalised, path, index, title, speaker_pause, chunk_pause, target, max_mb)
 
 
 @task(name="assemble book", **_plain)
 def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float,
                 room_tone_dbfs: float | None) -> OutputFile:
+    raise_if_stopping()
     return export.export_book(chapters, path, title, max_mb, room_tone_dbfs)
 
 
@@ -101,6 +106,7 @@ def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: floa
 def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author: str | None, track: int,
                        tracks: int, ceiling_dbtp: float | None) -> OutputFile:
     """Retried once: ffmpeg writes into a temporary file renamed into place, so a second try starts clean."""
+    raise_if_stopping()
     return encode.encode_chapter_mp3(ffmpeg, chapter, book_title, author, track, tracks, ceiling_dbtp)
 
 
@@ -108,6 +114,7 @@ def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author
 def encode_book(ffmpeg: str, book: OutputFile, chapters: list[OutputFile], author: str | None, kind: str,
                 ceiling_dbtp: float | None) -> OutputFile:
     """Retried once, as the chapter MP3s are."""
+    raise_if_stopping()
     return encode.encode_book(ffmpeg, book, chapters, author, kind, ceiling_dbtp)
 
 

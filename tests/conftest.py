@@ -129,9 +129,31 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int 
 
 
 def cli_env(extra: dict | None = None) -> dict:
-    return {**os.environ, "PREFECT_HOME": CLI_PREFECT_HOME, **(extra or {})}
+    """The child's environment: the shared CLI Prefect home (whose reused server the session ends) and any free
+    port for that server (this checkout's code comes first through PYTHONPATH, set above)."""
+    return {**os.environ, "PREFECT_HOME": CLI_PREFECT_HOME, "VOICEBATCH_SERVER_PORT": "0", **(extra or {})}
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        from tasks.core.processes import is_alive
+
+        return is_alive(pid)
+
+
+def stop_local_server(home: str | Path) -> None:
+    """Stop the reused Prefect server recorded in `home`, if any, and check by its pid that it is gone."""
+    from flows.local_server import stop_server
+
+    state = stop_server(Path(home))
+    if state and running(state.pid):
+        raise RuntimeError(f"the Prefect server of {home} (pid {state.pid}) is still running")
 
 
 def pytest_sessionfinish(session, exitstatus):
+    stop_local_server(CLI_PREFECT_HOME)
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
     shutil.rmtree(CLI_PREFECT_HOME, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,11 +18,14 @@ from flows.cli import history as cli_history
 from flows.cli import qa as cli_qa
 from flows.cli import review as cli_review
 from flows.cli import serve as cli_serve
+from flows.cli import server as cli_server
 from flows.cli import sweep as cli_sweep
 from flows.cli import voices as cli_voices
 from flows.cli.preflight import check_script, preflight
-from tasks.core.errors import VoicebatchError
+from flows.cli.stopping import exit_now, install_handlers, stopped_line
+from tasks.core.errors import UserInputError, VoicebatchError
 from tasks.core.settings import get_settings
+from tasks.core.stopping import StopRequested
 from tasks.qa import report as qa_report
 from tasks.script.ingest import ingest
 from tasks.script.overrides import apply_overrides, overrides_from_assignments, parse_overrides
@@ -96,28 +100,42 @@ def cmd_render(args: argparse.Namespace) -> int:
     task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
     if args.engine:
         engine_class(args.engine)
-    from flows.server_check import require_api
-
-    require_api()
+    if args.watch and len(args.manifests) != 1:
+        raise UserInputError("--watch takes one manifest")
     preflight(settings.output_dir, settings.database)
 
+    from flows.local_server import prefect_api
     from flows.render import render_manifest
 
     runner = task_runner(args.runner, args.dask_address, args.dask_workers)
     flow = render_manifest.with_options(task_runner=runner) if runner else render_manifest
-    results = []
-    for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
-        start = time.perf_counter()
-        summary = flow(manifest=str(manifest), engine=args.engine, output_dir=str(settings.output_dir),
-                       force=args.force, qa=args.qa, review=not args.no_review,
-                       overrides=overrides)
-        total = time.perf_counter() - start
-        results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
-        if not args.json:
-            _print_summary(manifest, summary, total)
+    options = dict(engine=args.engine, output_dir=str(settings.output_dir), force=args.force, qa=args.qa,
+                   review=not args.no_review, overrides=overrides)
+    try:
+        with prefect_api(temporary=args.no_server):
+            if args.watch:
+                return _watch(args.manifests[0], settings, lambda: flow(manifest=str(args.manifests[0]), **options))
+            results = []
+            for manifest in args.manifests:  # one process: one Prefect start-up, engines stay warm between manifests
+                start = time.perf_counter()
+                summary = flow(manifest=str(manifest), **options)
+                total = time.perf_counter() - start
+                results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
+                if not args.json:
+                    _print_summary(manifest, summary, total)
+    except StopRequested as stop:
+        print(stopped_line(stop, settings.output_dir), file=sys.stderr)
+        exit_now(0 if args.watch and stop.signum == signal.SIGINT else stop.exit_code)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return 1 if any(r["status"] != "completed" or r["not_written"] for r in results) else 0
+
+
+def _watch(manifest: Path, settings, render) -> int:
+    from flows.watch import watch_manifest
+
+    watch_manifest(manifest, settings.voices_dir, render, lambda line: print(line, flush=True))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default with --runner dask: a local cluster)")
     render.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
     render.add_argument("--no-review", action="store_true", help="do not write the run's review page")
+    render.add_argument("--watch", action="store_true",
+                        help="keep running: render again, engines warm, whenever the manifest, a script file it names "
+                        "or a voice folder it uses is saved")
+    render.add_argument("--no-server", action="store_true",
+                        help="a temporary Prefect server for this command only, instead of the reused local one "
+                        "(VOICEBATCH_SERVER=temporary)")
     render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override on top of the manifest, repeatable: decoding.seed=7, "
                         "voices.Ava.temperature=0.5 (a speaker or voice id), loudness.preset=podcast")
@@ -151,14 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     cli_qa.add_command(sub)
     cli_review.add_command(sub)
     cli_serve.add_command(sub)
+    cli_server.add_command(sub)
     cli_sweep.add_command(sub)
     return parser
 
 
 class _NoTracebackForUserErrors(logging.Filter):
-    """Prefect logs a failed task's traceback; for errors that explain themselves the message is enough."""
+    """Prefect logs a failed task's traceback; for errors that explain themselves, and for a stop asked for by
+    a signal, the message is enough."""
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], VoicebatchError):
+        if record.exc_info and isinstance(record.exc_info[1], (VoicebatchError, KeyboardInterrupt)):
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -173,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("engine", "tasks", "flows"):
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).propagate = False  # Prefect's console handler on the root would say it twice
+    install_handlers()
     try:
         return args.func(args)
+    except StopRequested as stop:  # outside a render (which says what it kept): nothing to say but the signal
+        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return stop.exit_code
     except VoicebatchError as e:
         if get_settings().debug:
             raise

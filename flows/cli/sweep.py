@@ -71,18 +71,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"{speaker}'s lines only")
         return 0
 
-    from flows.server_check import require_api
+    from flows.local_server import prefect_api
     from flows.sweep import sweep_manifest
 
-    require_api()
     check_script(script, False, settings)  # the sweep's own scoring needs no QA model up front
     preflight(settings.output_dir, settings.database)
-    result = sweep_manifest(manifest=str(args.manifest), grid={k: list(v) for k, v in spec.grid.items()},
-                            points=[dict(p) for p in spec.points] or None,
-                            seeds=spec.seeds if isinstance(spec.seeds, int) else list(spec.seeds),
-                            chapter=spec.chapter, lines=spec.lines, speaker=spec.speaker, engine=args.engine,
-                            output_dir=str(settings.output_dir), wer=not args.no_wer,
-                            review=not args.no_review)
+    with prefect_api():
+        result = sweep_manifest(manifest=str(args.manifest), grid={k: list(v) for k, v in spec.grid.items()},
+                                points=[dict(p) for p in spec.points] or None,
+                                seeds=spec.seeds if isinstance(spec.seeds, int) else list(spec.seeds),
+                                chapter=spec.chapter, lines=spec.lines, speaker=spec.speaker, engine=args.engine,
+                                output_dir=str(settings.output_dir), wer=not args.no_wer,
+                                review=not args.no_review)
     if args.json:
         print(json.dumps(result.__dict__, indent=2, default=str))
     else:

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
                                   description="Render lanes for single-threaded CPU engines; default: one per core.")
     lane_dir: Path | None = Field(None, description="Folder of the per-device render-lane lock files shared by every "
                                   "process on this machine; default: a folder in the system's temp dir.")
+    server: Literal["reuse", "temporary"] = Field(
+        "reuse", description="Without PREFECT_API_URL: reuse a local Prefect server left running between commands, "
+        "or start a temporary one per command (as --no-server does).")
+    server_port: int = Field(4200, ge=0, le=65535, description="Port of the reused local server when it is free "
+                             "(0: any free port).")
+    server_start_timeout: float = Field(90, gt=0, description="Seconds a local Prefect server may take to start.")
     debug: bool = Field(False, description="Show tracebacks instead of one-line errors.")
 
     @property

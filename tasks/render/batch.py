@@ -23,6 +23,7 @@ from tasks.audio.wav import write_wav_atomic
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import EngineError
 from tasks.core.processes import worker_name
+from tasks.core.stopping import stop_requested
 from tasks.render.cache import take_path
 from tasks.script.plan import RenderBatch, RenderJob
 
@@ -118,9 +119,13 @@ class _BatchRenderer:
         return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on, (started_at, ended_at), steps
 
     def render(self, jobs: list[RenderJob], device: str, alone_retry: bool = True) -> None:
+        if stop_requested():
+            return  # the process is stopping: these jobs are neither rendered nor failed
         try:
             audios, seconds, made_on, interval, steps = self._call(device, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
+            if stop_requested():
+                return  # the engine gave up the batch because the process is stopping
             if is_mps_op_failure(e) and device != "cpu" and self._device_of(device) == "mps":
                 log.warning("MPS cannot run an operator (%s); rendering these %d jobs on the CPU", e, len(jobs))
                 return self.render(jobs, "cpu", alone_retry)

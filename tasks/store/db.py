@@ -284,11 +284,12 @@ def finish_run(db: Path, run_id: str, updates: dict[str, Any], renders: list[dic
             raise
 
 
-def record_failed_run(db: Path, run_id: str, error: BaseException, wall_seconds: float, log) -> None:
-    """Mark a run failed with its error; a database that cannot take it is logged, never raised (the run's own
-    error is the one to report)."""
+def record_failed_run(db: Path, run_id: str, error: BaseException, wall_seconds: float, log,
+                      status: str = "failed") -> None:
+    """Mark a run failed (or `interrupted`) with its error; a database that cannot take it is logged, never
+    raised (the run's own error is the one to report)."""
     try:
-        finish_run(db, run_id, dict(status="failed", error=f"{type(error).__name__}: {error}", ended_at=datetime.now(),
+        finish_run(db, run_id, dict(status=status, error=f"{type(error).__name__}: {error}", ended_at=datetime.now(),
                                     wall_seconds=wall_seconds), [], [])
     except Exception as record_error:  # noqa: BLE001
         log.error("could not record the failure of run %s in %s: %s", run_id, db, record_error)

@@ -1,0 +1,123 @@
+"""Edit-to-audio latency for one changed line of the demo dialogue: (a) `render --watch`, from the save to the
+printed cycle (its chapter rewritten), (b) a one-shot `voicebatch render` against the reused local server,
+(c) the same with a temporary server (`--no-server`); and the unchanged re-run of a 200-line manifest in (b)
+and (c). Whole processes through the real CLI; each figure is the median of `--repeats` tries.
+
+    .venv/bin/python bench/edit_loop.py [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, prepare_environment, save, write_manifest  # noqa: E402
+
+LINE = "The fog came in faster than I have ever seen it."
+VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
+
+
+def cli(*args: str) -> float:
+    """Seconds the whole `voicebatch` process took; it must succeed."""
+    start = time.perf_counter()
+    done = subprocess.run([VOICEBATCH, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"voicebatch {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - start
+
+
+class Edits:
+    """Saves of the dialogue manifest, each with a line the cache has never seen."""
+
+    def __init__(self, manifest: Path) -> None:
+        self.manifest, self.text, self.count = manifest, manifest.read_text(), 0
+
+    def save(self) -> None:
+        self.count += 1
+        self.manifest.write_text(self.text.replace(LINE, f"The fog came in faster than ever, take {self.count}."))
+
+
+def one_shot(edits: Edits, out: Path, repeats: int, *extra: str) -> float:
+    cli("render", str(edits.manifest), "--out", str(out), *extra)  # engines' files and the database warm
+    times = []
+    for _ in range(repeats):
+        edits.save()
+        times.append(cli("render", str(edits.manifest), "--out", str(out), *extra))
+    return statistics.median(times)
+
+
+def watched(edits: Edits, out: Path, repeats: int) -> float:
+    process = subprocess.Popen([VOICEBATCH, "render", str(edits.manifest), "--watch", "--out", str(out)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[tuple[float, str]] = []
+    threading.Thread(target=lambda: lines.extend((time.perf_counter(), line) for line in process.stdout),
+                     daemon=True).start()
+
+    def cycles() -> list[float]:
+        return [t for t, line in lines if "takes rendered" in line]
+
+    def wait(count: int) -> None:
+        while len(cycles()) < count:
+            if process.poll() is not None:
+                raise SystemExit("".join(line for _, line in lines))
+            time.sleep(0.01)
+
+    try:
+        wait(1)
+        times = []
+        for n in range(repeats):
+            time.sleep(0.5)  # past the debounce of the previous save
+            saved = time.perf_counter()
+            edits.save()
+            wait(n + 2)
+            times.append(cycles()[n + 1] - saved)
+        return statistics.median(times)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    scratch = prepare_environment()
+    os.environ["VOICEBATCH_SERVER_PORT"] = "0"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    for name in ("demo-dialogue.yaml", "demo-dialogue-scene2.txt"):
+        shutil.copy(ROOT / "manifests" / name, scratch / name)
+    edits = Edits(scratch / "demo-dialogue.yaml")
+    long = write_manifest(scratch, 200, name="edit-loop-200")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still stops its server (finally)
+    results = {"targets": "a < 1.5 s, b < 3 s, b unchanged 200 lines < 2.5 s"}
+
+    def measured(key: str, seconds: float) -> None:
+        results[key] = round(seconds, 2)
+        print(f"{key:38s} {results[key]}", flush=True)
+
+    measured("server_start_s", cli("server", "start"))
+    try:
+        measured("a_watch_save_to_chapter_s", watched(edits, scratch / "out-a", args.repeats))
+        measured("b_reused_server_one_line_s", one_shot(edits, scratch / "out-b", args.repeats))
+        cli("render", str(long), "--out", str(scratch / "out-200"))
+        measured("b_reused_server_unchanged_200_s", statistics.median(
+            cli("render", str(long), "--out", str(scratch / "out-200")) for _ in range(args.repeats)))
+        measured("c_temporary_server_one_line_s", one_shot(edits, scratch / "out-c", args.repeats, "--no-server"))
+        measured("c_temporary_server_unchanged_200_s", statistics.median(
+            cli("render", str(long), "--out", str(scratch / "out-200"), "--no-server") for _ in range(args.repeats)))
+    finally:
+        cli("server", "stop")
+        save("edit_loop", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""A stop asked for by a signal: the CLI sets it, work checks it between units (a batch, a chapter), so a run
+stops taking new work at once while an engine call in flight finishes."""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable
+
+from tasks.core.errors import VoicebatchError
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}  # 128 + the signal's number
+
+_requested = threading.Event()
+_signal = [signal.SIGINT]  # the signal that asked, for the exit code
+_on_stop: list[Callable[[], None]] = []
+
+
+class StopRequested(KeyboardInterrupt):
+    """The process was asked to stop (SIGINT, SIGTERM or SIGHUP); a KeyboardInterrupt, so what handles one
+    (Prefect marks its flow run crashed) handles this too."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 128 + self.signum)
+
+
+class Stopping(VoicebatchError):
+    """Raised in a worker thread instead of starting new work once a stop was asked for."""
+
+
+def on_stop(callback: Callable[[], None]) -> None:
+    """Call `callback` when a stop is asked for (e.g. to cancel queued work); it must not block."""
+    _on_stop.append(callback)
+
+
+def request_stop(signum: int) -> None:
+    _signal[0] = signum
+    _requested.set()
+    for callback in _on_stop:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - a callback that fails must not keep the others from running
+            pass
+
+
+def requested_by() -> int:
+    """The signal that asked for the stop (SIGINT when none did)."""
+    return _signal[0]
+
+
+def stop_requested() -> bool:
+    return _requested.is_set()
+
+
+def raise_if_stopping() -> None:
+    """In a worker thread, once a stop was asked for: no new unit of work starts (the main thread is already
+    unwinding with StopRequested)."""
+    if _requested.is_set():
+        raise Stopping("stopped before starting: the process was asked to stop")
