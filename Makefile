@@ -25,7 +25,7 @@ install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	tools/system-packages.sh ffmpeg
-	$(BIN)/voicebatch render manifests/demo-dialogue.yaml manifests/demo-audiobook.yaml --out $(OUT)
+	$(BIN)/voicebatch render manifests/demo-dialogue.yaml manifests/demo-audiobook.yaml --out $(OUT) --no-server
 
 test: $(BIN)/.installed
 	tools/system-packages.sh ffmpeg chromium
