@@ -26,6 +26,8 @@ from typing import Iterator
 
 import httpx
 import prefect
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from flows.server_check import require_api
@@ -204,7 +206,15 @@ def temporary_server() -> Iterator[ServerState]:
         wait_until_healthy(process, state, folder, settings.server_start_timeout)
         yield state
     finally:
+        send_pending_records()
         stop_process(process.pid)
+
+
+def send_pending_records(timeout: float = 5.0) -> None:
+    """Send the logs and events Prefect still holds to the server before it stops: sent at exit instead, they
+    would fail with an "Error logging to API" report, and the run's history would lack them."""
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
 
 
 @contextmanager
