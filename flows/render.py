@@ -56,6 +56,7 @@ class RunSummary:
     qa: list[dict] = field(default_factory=list)  # QA attempts (qa_takes rows); empty when QA is off
     qa_seconds: float = 0.0  # transcription time in this run
     review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
+    chapters_encoded: int = 0  # chapter encodes (MP3 and AAC) this run made
     milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
 
 
@@ -173,4 +174,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       database=str(db), loudness=[{k: v for k, v in r.items() if k != "run_id"} for r in loudness],
                       encoded=[o.path for o in delivery.encoded], warnings=delivery.warnings,
                       qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page,
+                      chapters_encoded=delivery.chapters_encoded,
                       milestones=_milestones(started, spans, delivery.milestones))
