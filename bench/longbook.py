@@ -25,7 +25,7 @@ ENDINGS = ["", " Then it was quiet.", " Nobody answered.", " The wind rose.", " 
 TEXTS = [s + e for s in SENTENCES for e in ENDINGS]  # 40 distinct sentences
 LINES_PER_HOUR = 760  # the two voices speak these at ~4.7 s a line with the pauses between them
 CLI = "import sys; from flows.cli import main; sys.exit(main())"  # this tree's CLI, not an installed one
-LINES_PER_CHAPTER = 570  # ~45 minutes: under ACX's 120 minutes per file
+LINES_PER_CHAPTER = 250  # ~20 minutes, a common chapter length (mastering holds a chapter: ~70 MB per minute)
 
 
 def write_book(path: Path, hours: float, edit: bool = False) -> Path:
