@@ -138,3 +138,12 @@ def test_the_book_carries_each_chapters_samples_exactly(book):
     assert start - round(CHAPTER_GAP_SECONDS * RATE) == samples.size
     assert whole.sha256 == sha256_file(Path(whole.path))
 
+
+
+def test_a_chapter_file_that_is_not_codec_frames_is_refused_by_name(tmp_path):
+    from tasks.output.frames import FrameError, encoded_samples
+
+    for name in ("bad.mp3", "bad.aac"):
+        (tmp_path / name).write_bytes(b"\xff\xfb\x00\x00" + bytes(100))
+        with pytest.raises(FrameError, match=name):
+            encoded_samples(tmp_path / name)

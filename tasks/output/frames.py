@@ -37,8 +37,8 @@ def mp3_frames(path: Path) -> Iterator[bytes]:
         while len(header := f.read(4)) == 4:
             if header[:3] == b"TAG":  # an ID3v1 tag ends the file
                 break
-            if header[0] != 0xFF or (header[1] & 0xFE) != 0xFA:
-                raise FrameError(f"{path}: not an MPEG-1 Layer III frame at byte {f.tell() - 4}")
+            if header[0] != 0xFF or (header[1] & 0xFE) != 0xFA or not 0 < header[2] >> 4 < 15 or header[2] & 0x0C == 0x0C:
+                raise FrameError(f"{path}: not a constant-bit-rate MPEG-1 Layer III frame at byte {f.tell() - 4}")
             kbps, rate = _MP3_KBPS[header[2] >> 4], _MP3_RATES[(header[2] >> 2) & 3]
             frame = header + f.read(144_000 * kbps // rate + ((header[2] >> 1) & 1) - 4)
             if not (first and (b"Info" in frame[:64] or b"Xing" in frame[:64])):
