@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["pipeline", "incremental", "edit_loop", "normalize", "scale", "engine"]  # engine: the tiny Higgs model on CPU
+SCRIPTS = ["pipeline", "incremental", "edit_loop", "normalize", "scale", "longbook", "engine"]  # engine: the tiny Higgs model on CPU
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ from tasks.audio.loudness import LoudnessTarget
 from tasks.core import out_folders
 from tasks.core.processes import usable_cores
 from tasks.output.encode import NO_FFMPEG, find_ffmpeg
-from tasks.output.export import OutputFile, book_dir, chapter_path
+from tasks.output.export import OutputFile, book_dir, book_wav_skipped, chapter_path
 from tasks.output.mastering import MasteredChapter, NormalisedTake, chapter_loudness_rows, normalised_take_path
 from tasks.render import cache
 from tasks.render.batch import BatchResult, Take
@@ -47,6 +47,7 @@ class Delivery:
     warnings: list[str] = field(default_factory=list)
     milestones: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it was reached
     qa: QaOutcome | None = None  # QA's outcome, when the run checked its takes
+    chapters_encoded: int = 0  # chapter encodes (MP3 and AAC) this run made; unchanged chapters are reused
 
     @property
     def files(self) -> list[OutputFile]:
@@ -90,6 +91,10 @@ def book_path(script: Script, out: Path) -> Path:
 
 def _reused(kind: str, chapter: int | None, title: str, record: cache.CachedFile) -> OutputFile:
     return OutputFile(kind, chapter, title, record.path, record.sha256, record.duration or 0.0)
+
+
+def _result(item: OutputFile | PrefectFuture) -> OutputFile:
+    return item.result() if isinstance(item, PrefectFuture) else item
 
 
 def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], rendered: list[PrefectFuture],
@@ -175,37 +180,54 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                 chapters.append(_reused("chapter", ch.index, ch.title, reusable[str(paths[ch.index])]))
                 reused.add(chapters[-1].path)
 
-        encodes, encoded = [], []
         complete = len(chapters) == len(script.chapters)
-        for i, chapter in enumerate(chapters):
+        mp3s, aacs, encoded, encodes = [], [], [], 0
+        for chapter in chapters:
             mp3 = str(Path(chapter.path).with_suffix(".mp3"))
             if mp3 in reusable and chapter.path in reused:
-                encoded.append(_reused("chapter_mp3", chapter.chapter, chapter.title, reusable[mp3]))
+                mp3s.append(_reused("chapter_mp3", chapter.chapter, chapter.title, reusable[mp3]))
                 reused.add(mp3)
             elif ffmpeg:
-                encodes.append(pool.submit(steps.encode_chapter_mp3, dict(
+                mp3s.append(pool.submit(steps.encode_chapter_mp3, dict(
                     ffmpeg=ffmpeg, chapter=chapter, book_title=manifest.title, author=manifest.author,
                     track=chapter.chapter + 1, tracks=len(script.chapters), ceiling_dbtp=target.ceiling)))
+                encodes += 1
+            # The M4B's part of this chapter: AAC frames named after the chapter's fingerprint, so an unchanged
+            # chapter is never encoded again, whatever else in the book changed.
+            aac = takes_dir / "encoded" / f"{prints[chapter.path]}.aac"
+            if aac.is_file() and not force:
+                aacs.append(OutputFile("chapter_aac", chapter.chapter, chapter.title, str(aac), "", chapter.duration))
+            elif ffmpeg and complete:
+                aacs.append(pool.submit(steps.encode_chapter_aac, dict(ffmpeg=ffmpeg, chapter=chapter, target=aac,
+                                                                       ceiling_dbtp=target.ceiling)))
+                encodes += 1
         book = None
         wav = book_path(script, out)
-        if complete and str(wav) in reusable and not mastered:
+        skipped = book_wav_skipped(wav, chapters, max_mb) if complete else None
+        if skipped:
+            warnings.append(skipped)
+            logger.warning(skipped)
+        elif complete and str(wav) in reusable and not mastered:
             book = _reused("book", None, manifest.title, reusable[str(wav)])
             reused.add(book.path)
         elif complete:
-            book = steps.export_book(chapters, wav, manifest.title, max_mb,
+            book = steps.export_book(chapters, wav, manifest.title,
                                      room_tone_dbfs=target.room_tone_dbfs if target.room_tone else None)
         milestones["book_written"] = time.perf_counter()
-        if book is not None:
+        encoded += [_result(f) for f in mp3s]
+        joins = []
+        if complete and ffmpeg:
+            parts = {"book_m4b": [_result(f) for f in aacs], "book_mp3": list(encoded)}
             for kind, suffix in (("book_m4b", ".m4b"), ("book_mp3", ".mp3")):
                 path = str(wav.with_suffix(suffix))
-                if path in reusable and book.path in reused:
+                if path in reusable and not encodes:
                     encoded.append(_reused(kind, None, manifest.title, reusable[path]))
                     reused.add(path)
-                elif ffmpeg:
-                    encodes.append(pool.submit(steps.encode_book, dict(ffmpeg=ffmpeg, book=book, chapters=chapters,
-                                                                      author=manifest.author, kind=kind,
-                                                                      ceiling_dbtp=target.ceiling)))
-        encoded += [f.result() for f in encodes]
+                else:
+                    joins.append(pool.submit(steps.join_book, dict(ffmpeg=ffmpeg, parts=parts[kind], target=Path(path),
+                                                                   title=manifest.title, author=manifest.author,
+                                                                   kind=kind)))
+        encoded += [f.result() for f in joins]
         milestones["encoded"] = time.perf_counter()
 
     for m in mastered.values():
@@ -215,7 +237,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows += _recorded_loudness(db, [c.path for c in chapters if c.path in reused])
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
-                    warnings, milestones, qa)
+                    warnings, milestones, qa, encodes)
 
 
 def takes_to_read(script: Script, jobs: list[RenderJob], out: Path, db: Path) -> set[str]:

@@ -56,6 +56,7 @@ class RunSummary:
     qa: list[dict] = field(default_factory=list)  # QA attempts (qa_takes rows); empty when QA is off
     qa_seconds: float = 0.0  # transcription time in this run
     review_page: str | None = None  # the run's HTML review page (None with review off, or when it failed)
+    chapters_encoded: int = 0  # chapter encodes (MP3 and AAC) this run made
     milestones: dict[str, float] = field(default_factory=dict)  # seconds from the flow's start: render_end, ...
     not_written: list[str] = field(default_factory=list)  # deliverables the run promised but could not write, and why
     chapters_rewritten: list[str] = field(default_factory=list)  # the chapter files this run wrote
@@ -178,4 +179,5 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                       qa=checked.attempts, qa_seconds=checked.asr_seconds, review_page=review_page,
                       milestones=_milestones(started, spans, delivery.milestones),
                       not_written=[review_missing] if review_missing else [],
-                      chapters_rewritten=[m.output.path for m in delivery.mastered])
+                      chapters_rewritten=[m.output.path for m in delivery.mastered],
+                      chapters_encoded=delivery.chapters_encoded)

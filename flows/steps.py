@@ -96,10 +96,9 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
 
 
 @task(name="assemble book", **_plain)
-def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float,
-                room_tone_dbfs: float | None) -> OutputFile:
+def export_book(chapters: list[OutputFile], path: Path, title: str, room_tone_dbfs: float | None) -> OutputFile:
     raise_if_stopping()
-    return export.export_book(chapters, path, title, max_mb, room_tone_dbfs)
+    return export.export_book(chapters, path, title, room_tone_dbfs)
 
 
 @task(name="encode chapter mp3", retries=1, **_plain)
@@ -110,12 +109,19 @@ def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author
     return encode.encode_chapter_mp3(ffmpeg, chapter, book_title, author, track, tracks, ceiling_dbtp)
 
 
-@task(name="encode book", task_run_name="encode {kind}", retries=1, **_plain)
-def encode_book(ffmpeg: str, book: OutputFile, chapters: list[OutputFile], author: str | None, kind: str,
-                ceiling_dbtp: float | None) -> OutputFile:
+@task(name="encode chapter aac", retries=1, **_plain)
+def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path, ceiling_dbtp: float | None) -> OutputFile:
     """Retried once, as the chapter MP3s are."""
     raise_if_stopping()
-    return encode.encode_book(ffmpeg, book, chapters, author, kind, ceiling_dbtp)
+    return encode.encode_chapter_aac(ffmpeg, chapter, target, ceiling_dbtp)
+
+
+@task(name="join book", task_run_name="join {kind}", retries=1, **_plain)
+def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, author: str | None,
+              kind: str) -> OutputFile:
+    """Retried once, as the chapter MP3s are."""
+    raise_if_stopping()
+    return encode.join_book(ffmpeg, parts, target, title, author, kind)
 
 
 @task(name="qa: transcribe and score takes", **_plain)

@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Ebur128:
@@ -43,3 +45,11 @@ def ffprobe(path: Path | str) -> dict:
                            str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def decode(path: Path | str, rate: int) -> np.ndarray:
+    """An encoded file as a player hears it: mono float samples at `rate`, decoded by ffmpeg."""
+    done = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-ac", "1", "-ar", str(rate), "-f",
+                           "f32le", "-"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    return np.frombuffer(done.stdout, dtype=np.float32)

@@ -12,7 +12,6 @@ import yaml
 
 from conftest import rows
 from meters import ebur128, ffprobe
-from tasks.audio.assemble import CHAPTER_GAP_SECONDS
 from tasks.output.encode import NO_FFMPEG
 from tasks.audio.loudness import resolve_target
 
@@ -70,7 +69,10 @@ def test_book_files_hold_each_chapter_at_its_target_with_markers_at_the_joins(pr
     for name, summary in preset_runs.items():
         target = target_of(name)
         durations = [sf.info(p).frames / sf.info(p).samplerate for p in summary.chapters]
-        starts = np.cumsum([0.0] + [d + CHAPTER_GAP_SECONDS for d in durations[:-1]])
+        # The encoded books join the encoded chapters back to back: each one adds its codec priming and padding
+        # (ffmpeg's AAC: up to three frames, ~0.07 s); the exact marks are checked in tests/test_encode.py and
+        # tests/test_longbook.py.
+        starts = np.cumsum([0.0] + durations[:-1])
         titles = [r["title"] for r in summary.loudness]
         for suffix in (".m4b", ".mp3"):
             path = Path(summary.book).with_suffix(suffix)
@@ -81,7 +83,7 @@ def test_book_files_hold_each_chapter_at_its_target_with_markers_at_the_joins(pr
             chapters = info["chapters"]
             assert [c["tags"]["title"] for c in chapters] == titles, (name, suffix)
             for c, start, duration in zip(chapters, starts, durations):
-                assert abs(float(c["start_time"]) - start) <= 0.05, (name, suffix, c, start)
+                assert 0 <= float(c["start_time"]) - start <= 0.1 * chapters.index(c), (name, suffix, c, start)
                 m = ebur128(path, start=float(c["start_time"]), duration=duration)
                 assert abs(m.integrated_lufs - target.target) <= 0.5, (name, suffix, c["tags"]["title"], m)
                 assert m.true_peak_dbtp <= target.ceiling and m.sample_peak_dbfs < 0, (name, suffix, m)

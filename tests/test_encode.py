@@ -1,5 +1,6 @@
-"""ffmpeg export on synthetic chapters: MP3 and M4B read back with ffprobe (chapters, tags, format), and the
-PATH without ffmpeg seen as no ffmpeg."""
+"""ffmpeg export on synthetic chapters: chapters encoded once, books joined from them by stream copy, read
+back with ffprobe (chapter marks against where each chapter really starts, titles, tags, format), and the PATH
+without ffmpeg seen as no ffmpeg."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,11 @@ import pytest
 from tasks.core.files import sha256_file
 from tasks.audio.assemble import CHAPTER_GAP_SECONDS
 from tasks.audio.wav import write_wav_atomic
-from tasks.output.encode import EncodeError, chapter_marks, encode_book, encode_chapter_mp3, ffmetadata, find_ffmpeg
+from tasks.output.encode import (EncodeError, chapter_marks, encode_chapter_aac, encode_chapter_mp3, ffmetadata,
+                                 find_ffmpeg, join_book)
 from tasks.output.export import OutputFile, export_book
-from meters import ebur128, ffprobe
+from tasks.output.frames import encoded_samples
+from meters import decode, ebur128, ffprobe
 
 RATE = 24_000
 pytestmark = pytest.mark.usefixtures("ffmpeg_installed")
@@ -23,43 +26,65 @@ def book(tmp_path_factory):
     folder = tmp_path_factory.mktemp("book")
     rng = np.random.default_rng(0)
     chapters = []
-    titles = ["One; the = start", "Two # middle", "Three \\ end"]
+    # ffmetadata's special characters, and a title ending in a backslash (issue 25: it gained a newline).
+    titles = ["One; the = start", "Two # middle", "Three \\ end \\"]
     for i, (seconds, title) in enumerate(zip([3.2, 5.05, 2.4], titles)):
         audio = (0.05 * rng.standard_normal(int(seconds * RATE))).astype(np.float32)
+        audio[:240] = 0.6  # a burst on each chapter's first samples: where the chapter starts, when decoded
         path = folder / f"{i + 1:02d}-ch.wav"
         chapters.append(OutputFile("chapter", i, title, str(path), write_wav_atomic(path, audio), seconds))
     whole = export_book(chapters, folder / "book.wav", "A Book: Its Title", room_tone_dbfs=-75.0)
     return chapters, whole
 
 
-def test_chapter_marks_start_where_each_chapter_starts_in_the_book(book):
-    chapters, whole = book
-    marks = chapter_marks(chapters)
-    assert [round(m.start, 3) for m in marks] == [0.0, 3.2 + CHAPTER_GAP_SECONDS, 3.2 + 5.05 + 2 * CHAPTER_GAP_SECONDS]
-    assert marks[-1].end == pytest.approx(whole.duration, abs=1e-3)
+def test_chapter_marks_follow_the_encoded_sample_counts_and_priming():
+    marks = chapter_marks(["a", "b", "c"], [44_100, 2 * 44_100, 1024], priming=1024)
+    assert [m.start for m in marks] == [0.0, (44_100 + 1024) / 44_100, (3 * 44_100 + 1024) / 44_100]
+    assert [m.end for m in marks] == [marks[1].start, marks[2].start, (3 * 44_100 + 1024) / 44_100]
 
 
-def test_ffmetadata_escapes_its_special_characters():
-    text = ffmetadata("T=1;#", "A\\B", chapter_marks([OutputFile("chapter", 0, "x\ny", "p", "s", 1.5)]))
-    assert "title=T\\=1\\;\\#\n" in text and "artist=A\\\\B\n" in text and "title=x\\\ny\n" in text
-    assert "START=0\nEND=1500\n" in text and text.startswith(";FFMETADATA1\n")
+def test_ffmetadata_holds_only_the_chapter_times():
+    text = ffmetadata(chapter_marks(["x\ny \\"], [44_100 + 441], priming=0))
+    assert text == ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1010\n"
+
+
+def _onsets(audio: np.ndarray, rate: int) -> list[float]:
+    """Where a burst starts after at least a second of quiet."""
+    loud = np.flatnonzero(np.abs(audio) > 0.3)
+    return [i / rate for n, i in enumerate(loud) if n == 0 or i - loud[n - 1] > rate]
+
+
+@pytest.fixture(scope="module")
+def encoded(book, tmp_path_factory):
+    chapters, _ = book
+    folder = tmp_path_factory.mktemp("encoded")
+    aac = [encode_chapter_aac(find_ffmpeg(), c, folder / f"{i}.aac") for i, c in enumerate(chapters)]
+    mp3 = [encode_chapter_mp3(find_ffmpeg(), c, "A Book", "Ann Author", i + 1, 3) for i, c in enumerate(chapters)]
+    return {"book_m4b": aac, "book_mp3": mp3}
 
 
 @pytest.mark.parametrize("kind,codec", [("book_m4b", "aac"), ("book_mp3", "mp3")])
-def test_book_has_chapter_markers_titles_and_tags(book, kind, codec):
-    chapters, whole = book
-    encoded = encode_book(find_ffmpeg(), whole, chapters, "Ann Author", kind)
-    assert encoded.kind == kind and Path(encoded.path).suffix == {"book_m4b": ".m4b", "book_mp3": ".mp3"}[kind]
-    info = ffprobe(encoded.path)
+def test_book_joined_from_encoded_chapters_has_marks_where_they_start(book, encoded, tmp_path, kind, codec):
+    chapters, _ = book
+    target = tmp_path / ("book.m4b" if kind == "book_m4b" else "book.mp3")
+    joined = join_book(find_ffmpeg(), encoded[kind], target, "A Book: Its Title \\", "Ann Author", kind)
+    assert joined.kind == kind and joined.path == str(target)
+    info = ffprobe(joined.path)
     assert info["streams"][0]["codec_name"] == codec and int(info["streams"][0]["sample_rate"]) == 44_100
     tags = {k.lower(): v for k, v in info["format"]["tags"].items()}
-    assert tags["title"] == "A Book: Its Title" and tags["artist"] == "Ann Author"
+    assert tags["title"] == "A Book: Its Title \\" and tags["artist"] == "Ann Author"
     read = [(float(c["start_time"]), float(c["end_time"]), c["tags"]["title"]) for c in info["chapters"]]
-    expected = chapter_marks(chapters)
     assert [t for _, _, t in read] == [c.title for c in chapters]
-    for (start, end, _), mark in zip(read, expected):
-        assert abs(start - mark.start) <= 0.05 and abs(end - mark.end) <= 0.05
-    assert float(info["format"]["duration"]) == pytest.approx(whole.duration, abs=0.1)
+    # Each mark within one codec frame of where the chapter's first sample is heard in the decoded book.
+    frame = (1024 if kind == "book_m4b" else 1152) / 44_100
+    heard = _onsets(decode(joined.path, 44_100), 44_100)
+    assert len(heard) == len(chapters)
+    for (start, _, _), onset in zip(read, heard):
+        assert abs(start - onset) <= frame
+    # Stream copy: the book holds exactly the chapters' frames.
+    assert encoded_samples(Path(encoded[kind][0].path)) > 3.2 * 44_100
+    assert float(info["format"]["duration"]) == pytest.approx(
+        sum(encoded_samples(Path(p.path)) for p in encoded[kind]) / 44_100, abs=0.1)
     if kind == "book_m4b":
         assert info["format"]["format_name"].startswith("mov,mp4,m4a")
 
@@ -113,3 +138,12 @@ def test_the_book_carries_each_chapters_samples_exactly(book):
     assert start - round(CHAPTER_GAP_SECONDS * RATE) == samples.size
     assert whole.sha256 == sha256_file(Path(whole.path))
 
+
+
+def test_a_chapter_file_that_is_not_codec_frames_is_refused_by_name(tmp_path):
+    from tasks.output.frames import FrameError, encoded_samples
+
+    for name in ("bad.mp3", "bad.aac"):
+        (tmp_path / name).write_bytes(b"\xff\xfb\x00\x00" + bytes(100))
+        with pytest.raises(FrameError, match=name):
+            encoded_samples(tmp_path / name)

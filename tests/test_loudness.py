@@ -146,3 +146,12 @@ def test_room_tone_is_quiet_steady_and_repeatable():
     assert math.isinf(noise_floor_dbfs(with_room_tone(np.ones(RATE, np.float32), None, 1.0, 1.0), RATE))
     # 16-bit quantisation keeps it: room tone survives into the delivered WAV as sound, not zeros.
     assert np.count_nonzero(np.round(tone * 32767)) > 0.9 * tone.size
+
+
+def test_the_audiobook_preset_flags_a_chapter_over_acx_120_minutes_with_the_fix():
+    from tasks.audio.loudness import length_problems
+
+    audiobook, podcast = resolve_target("audiobook"), resolve_target("podcast")
+    assert length_problems(120 * 60, audiobook) == [] and length_problems(121 * 60, podcast) == []
+    (problem,) = length_problems(121 * 60, audiobook)
+    assert "121 minutes" in problem and "120 minutes" in problem and "split the chapter" in problem

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from engine.registry import engine_class
@@ -30,6 +31,9 @@ from tasks.qa import report as qa_report
 from tasks.script.ingest import ingest
 from tasks.script.overrides import apply_overrides, overrides_from_assignments, parse_overrides
 from tasks.script.pronunciations import check_pronunciations
+
+if TYPE_CHECKING:
+    from flows.render import RunSummary
 
 
 def _print_summary(manifest: Path, summary, total: float) -> None:
@@ -58,10 +62,18 @@ def _print_summary(manifest: Path, summary, total: float) -> None:
         print(f"  review   {summary.review_page}")
     for missing in summary.not_written:
         print(f"  NOT WRITTEN {missing}")
-    rest = summary.wall_seconds - summary.load_seconds - summary.render_seconds
-    print(f"  time: {total:.1f} s total = Prefect start-up and orchestration {total - summary.wall_seconds:.1f} s"
-          f" + model load {summary.load_seconds:.1f} s + rendering {summary.render_seconds:.1f} s"
-          f" + planning, assembly and writes {rest:.1f} s")
+    print("  time: " + time_split(total, summary))
+
+
+def time_split(total: float, summary: RunSummary) -> str:
+    """The run's wall time in parts that add up: rendering counts the wall time from the first engine call to
+    the last one's end (engine seconds summed over parallel lanes would exceed it)."""
+    parts = [("Prefect start-up and orchestration", total - summary.wall_seconds), ("model load", summary.load_seconds),
+             ("rendering", summary.render_phase_seconds)]
+    parts.append(("planning, assembly and writes", summary.wall_seconds - summary.load_seconds
+                  - summary.render_phase_seconds))
+    text = " + ".join(f"{name} {max(0.0, seconds):.1f} s" for name, seconds in parts)
+    return f"{total:.1f} s total = {text} (engine time summed over lanes {summary.render_seconds:.1f} s)"
 
 
 def _db_text(value: float | None, width: int = 6) -> str:

@@ -82,10 +82,15 @@ def with_room_tone(audio: np.ndarray, level_dbfs: float | None, head: float = 0.
     return padded + room_tone(padded.size, level_dbfs, seed, rate)
 
 
+def gap_audio(gap: float, room_tone_dbfs: float | None, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The pause between two chapters of the book: room tone at that level, else digital silence."""
+    return with_room_tone(np.zeros(round(gap * rate), np.float32), room_tone_dbfs, rate=rate)
+
+
 def assemble_book(chapters: list[np.ndarray], gap: float = CHAPTER_GAP_SECONDS, rate: int = SAMPLE_RATE,
                   room_tone_dbfs: float | None = None) -> np.ndarray:
     """The chapters with a gap between them; 16-bit chapters give a 16-bit book with their samples untouched."""
-    silence = with_room_tone(np.zeros(round(gap * rate), np.float32), room_tone_dbfs, rate=rate)
+    silence = gap_audio(gap, room_tone_dbfs, rate)
     if chapters and chapters[0].dtype == np.int16:
         silence = to_pcm16(silence)
     parts: list[np.ndarray] = []

@@ -53,6 +53,7 @@ class LoudnessTarget:
 # The audiobook preset meets ACX's technical audio specification (RMS -23..-18 dB, peaks <= -3 dB, noise
 # floor <= -60 dB, room tone at head and tail). ACX reads RMS, so normalisation aims at a loudness that
 # puts speech with pauses inside that RMS window; both are reported.
+ACX_MAX_FILE_SECONDS = 120 * 60
 PRESET_TARGETS: dict[str, LoudnessTarget] = {
     "audiobook": LoudnessTarget("audiobook", "lufs", -19.0, -3.0, rms_window=(-23.0, -18.0), noise_floor_max=-60.0,
                                 room_tone=True, head_seconds=0.75, tail_seconds=2.0),
@@ -217,6 +218,14 @@ def check(values: dict[str, float], target: LoudnessTarget) -> list[str]:
     return problems
 
 
+def length_problems(seconds: float, target: LoudnessTarget) -> list[str]:
+    """ACX refuses a file longer than 120 minutes: the audiobook preset flags such a chapter with the fix."""
+    if target.preset == "audiobook" and seconds > ACX_MAX_FILE_SECONDS:
+        return [f"{seconds / 60:.0f} minutes long, over ACX's limit of {ACX_MAX_FILE_SECONDS // 60} minutes per "
+                "file; split the chapter into shorter chapters in the manifest"]
+    return []
+
+
 def on_target(measured: LoudnessReport, target: LoudnessTarget) -> bool:
     """Whether audio with this report is what normalise() would leave as it is: its level within 0.02 dB of
     the aim and its true peak under the limiter's threshold."""
@@ -234,6 +243,6 @@ def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessRepo
     values = dict(integrated_lufs=integrated, rms_dbfs=rms_dbfs(x), true_peak_dbtp=true_peak_dbtp(x, rate),
                   sample_peak_dbfs=_db(float(np.max(np.abs(x))) if x.size else 0.0),
                   noise_floor_dbfs=noise_floor_dbfs(x, rate))
-    problems = check(values, target)
+    problems = check(values, target) + length_problems(x.size / rate, target)
     return LoudnessReport(loudness_range_lu=lra, passed=not problems, problems=tuple(problems),
                           **values)

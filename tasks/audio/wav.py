@@ -25,7 +25,7 @@ def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sam
     try:
         write_bytes_atomic(Path(path), encoded.getbuffer())
     except OSError as e:
-        raise OutputWriteError(f"cannot write {path}: {e.strerror or e}; {_fix(e)}") from None
+        raise OutputWriteError(f"cannot write {path}: {e.strerror or e}; {write_fix(e)}") from None
     return digest
 
 
@@ -33,7 +33,7 @@ class OutputWriteError(VoicebatchError):
     """An output or take file could not be written; nothing was left at its final path."""
 
 
-def _fix(err: OSError) -> str:
+def write_fix(err: OSError) -> str:
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "make the output folder writable or choose another with --out / VOICEBATCH_OUTPUT_DIR"
     return "free disk space (or raise the file-size limit) and run again; finished takes are kept"

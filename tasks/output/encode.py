@@ -1,6 +1,7 @@
-"""Encoded delivery files through ffmpeg: a CBR MP3 per chapter, and the whole book as MP3 and as M4B
-(AAC in an MP4 container), both with chapter markers and title/author metadata. Without ffmpeg, no encode:
-the caller keeps its WAVs and says how to get the rest."""
+"""Encoded delivery files through ffmpeg: each chapter encoded once, as a CBR MP3 (a deliverable) and as AAC
+frames; the whole book as MP3 and as M4B (AAC in an MP4 container) joined from those by stream copy, with
+chapter marks and title/author metadata. Without ffmpeg, no encode: the caller keeps its WAVs and says how to
+get the rest."""
 from __future__ import annotations
 
 import logging
@@ -10,10 +11,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.audio.assemble import CHAPTER_GAP_SECONDS
 from tasks.audio.limiter import true_peak_dbtp
 from tasks.core.errors import VoicebatchError
 from tasks.core.files import atomic_write, sha256_file
+from tasks.output import frames
 from tasks.output.export import OutputFile
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ MP3_BITRATE = "192k"  # ACX: constant bit rate of at least 192 kbps
 AAC_BITRATE = "128k"  # ffmpeg's native AAC at 96k overshot peaks by 2.4 dB on the dialogue demo; 128k by 0.1
 PEAK_RETRIES = 4
 PEAK_RETRY_MARGIN_DB = 0.2  # when an encoded file overshoots the ceiling, re-encode this much under it
+PEAK_BLOCK_SAMPLES = 1 << 20  # decoded samples checked at a time (~24 s at 44.1 kHz)
+PEAK_BLOCK_OVERLAP = 256  # samples carried into the next block: more than the oversampling filter's reach
 FFMPEG_TIMEOUT_SECONDS = 3600
 NO_FFMPEG = ("ffmpeg was not found on PATH, so only WAV files were written. For MP3 and M4B with chapter markers, "
              "install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg) and render again")
@@ -43,31 +46,26 @@ def find_ffmpeg() -> str | None:
     return shutil.which("ffmpeg")
 
 
-def chapter_marks(chapters: list[OutputFile], gap: float = CHAPTER_GAP_SECONDS) -> list[ChapterMark]:
-    """Where each chapter starts in the whole-book file; a chapter owns the gap after it."""
-    marks, start = [], 0.0
-    for i, chapter in enumerate(chapters):
-        end = start + chapter.duration + (gap if i + 1 < len(chapters) else 0.0)
-        marks.append(ChapterMark(chapter.title, start, end))
-        start = end
-    return marks
+def chapter_marks(titles: list[str], encoded_samples: list[int], priming: int,
+                  rate: int = DELIVERY_RATE) -> list[ChapterMark]:
+    """Where each chapter starts in a book joined from its encoded chapters: after every earlier chapter's
+    frames (priming and padding included) and this chapter's own priming; the first mark is 0."""
+    marks, offset = [], 0
+    for i, (title, samples) in enumerate(zip(titles, encoded_samples)):
+        start = 0 if i == 0 else offset + priming
+        marks.append(ChapterMark(title, start / rate, 0.0))
+        offset += samples
+    return [ChapterMark(m.title, m.start, marks[i + 1].start if i + 1 < len(marks) else offset / rate)
+            for i, m in enumerate(marks)]
 
 
-def _escape(value: str) -> str:
-    """ffmetadata escapes '=', ';', '#', '\\' and newlines with a backslash."""
-    out = "".join("\\" + ch if ch in "=;#\\\n" else ch for ch in value)
-    return out.replace("\r", " ")
-
-
-def ffmetadata(title: str, author: str | None, marks: list[ChapterMark]) -> str:
-    """An ffmetadata document: the book's tags and one [CHAPTER] per mark, in milliseconds."""
-    lines = [";FFMETADATA1", f"title={_escape(title)}", f"album={_escape(title)}"]
-    if author:
-        lines += [f"artist={_escape(author)}", f"album_artist={_escape(author)}"]
-    lines.append("genre=Audiobook")
+def ffmetadata(marks: list[ChapterMark]) -> str:
+    """An ffmetadata document of the chapters' times in milliseconds. Titles and tags go on the command line
+    (-metadata): ffmetadata cannot carry a value that ends in a backslash (ffmpeg 5 and 6 read on into the
+    next line)."""
+    lines = [";FFMETADATA1"]
     for mark in marks:
-        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(mark.start * 1000)}", f"END={round(mark.end * 1000)}",
-                  f"title={_escape(mark.title)}"]
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(mark.start * 1000)}", f"END={round(mark.end * 1000)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -83,15 +81,23 @@ def _run_ffmpeg(ffmpeg: str, args: list[str], target: Path, container: str) -> s
 
 
 def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
-    """The true peak of an encoded file as a player decodes it."""
+    """The true peak of an encoded file as a player decodes it, read in blocks (memory stays flat however
+    long the file); each block starts with the end of the previous one, so no inter-sample peak at a block
+    edge is missed."""
     import numpy as np
 
-    done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
-                           "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"], capture_output=True,
-                          timeout=FFMPEG_TIMEOUT_SECONDS)
-    if done.returncode != 0:
-        raise EncodeError(f"ffmpeg could not decode {path} to check its peaks: {done.stderr.decode()[-800:]}")
-    return true_peak_dbtp(np.frombuffer(done.stdout, dtype=np.float32), DELIVERY_RATE)
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
+           "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"]
+    peak, tail = float("-inf"), np.zeros(0, np.float32)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        while block := proc.stdout.read(4 * PEAK_BLOCK_SAMPLES):
+            audio = np.concatenate([tail, np.frombuffer(block[:len(block) // 4 * 4], dtype=np.float32)])
+            peak = max(peak, true_peak_dbtp(audio, DELIVERY_RATE))
+            tail = audio[-PEAK_BLOCK_OVERLAP:]
+        errors = proc.stderr.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise EncodeError(f"ffmpeg could not decode {path} to check its peaks: {errors[-800:]}")
+    return peak
 
 
 def _encode_under_ceiling(ffmpeg: str, args: list[str], target: Path, container: str,
@@ -132,21 +138,47 @@ def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author
     return OutputFile("chapter_mp3", chapter.chapter, chapter.title, str(target), digest, chapter.duration)
 
 
-def encode_book(ffmpeg: str, book: OutputFile, chapters: list[OutputFile], author: str | None,
-                kind: str, ceiling_dbtp: float | None = None) -> OutputFile:
-    """The whole book as `book_m4b` (AAC, MP4 container) or `book_mp3` (ID3 chapter frames), chapter markers at
-    the chapter boundaries and the manifest's title and author."""
-    suffix, container, codec = {"book_m4b": (".m4b", "ipod", ["-c:a", "aac", "-b:a", AAC_BITRATE]),
-                                "book_mp3": (".mp3", "mp3", ["-c:a", "libmp3lame", "-b:a", MP3_BITRATE,
-                                                             "-id3v2_version", "3"])}[kind]
-    target = Path(book.path).with_suffix(suffix)
-    meta = ffmetadata(book.title, author, chapter_marks(chapters))
+def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path,
+                       ceiling_dbtp: float | None = None) -> OutputFile:
+    """One chapter as 44.1 kHz mono AAC frames (ADTS, no container): the part of the M4B this chapter is,
+    joined to the others by stream copy."""
+    args = ["-i", chapter.path, "-map", "0:a", "-ac", "1", "-ar", str(DELIVERY_RATE), "-c:a", "aac",
+            "-b:a", AAC_BITRATE]
+    digest = _encode_under_ceiling(ffmpeg, args, target, "adts", ceiling_dbtp)
+    return OutputFile("chapter_aac", chapter.chapter, chapter.title, str(target), digest, chapter.duration)
+
+
+def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, author: str | None,
+              kind: str) -> OutputFile:
+    """The book as `book_m4b` (from the chapters' AAC) or `book_mp3` (from the chapter MP3s): their frames copied
+    in order, never re-encoded, with a chapter mark at each chapter's first sample, title and author."""
+    container, suffix = {"book_m4b": ("ipod", ".m4b"), "book_mp3": ("mp3", ".mp3")}[kind]
+    paths = [Path(p.path) for p in parts]
+    marks = chapter_marks([p.title for p in parts], [frames.encoded_samples(p) for p in paths],
+                          frames.priming(paths[0]) if paths else 0)
     with tempfile.NamedTemporaryFile("w", suffix=".ffmeta", encoding="utf-8", delete=False) as f:
-        f.write(meta)
+        f.write(ffmetadata(marks))
+    titles = [arg for i, m in enumerate(marks) for arg in (f"-metadata:c:{i}", f"title={m.title}")]
+    codec = ["-c", "copy", *(["-id3v2_version", "3"] if kind == "book_mp3" else [])]
     try:
-        args = ["-i", book.path, "-f", "ffmetadata", "-i", f.name, "-map", "0:a", "-map_metadata", "1",
-                "-map_chapters", "1", "-ac", "1", "-ar", str(DELIVERY_RATE), *codec]
-        digest = _encode_under_ceiling(ffmpeg, args, target, container, ceiling_dbtp)
+        with atomic_write(target) as temp:
+            cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "aac" if kind == "book_m4b" else "mp3",
+                   "-i", "pipe:0", "-f", "ffmetadata", "-i", f.name, "-map", "0:a", "-map_metadata", "-1",
+                   "-map_chapters", "1", *codec, *_tags(title=title, album=title, artist=author, album_artist=author,
+                                                        genre="Audiobook"), *titles, "-f", container, str(temp)]
+            with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE) as proc:
+                try:
+                    for path in paths:
+                        for frame in frames.frames_of(path):
+                            proc.stdin.write(frame)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # ffmpeg stopped reading: its exit status and message say why
+                errors = proc.stderr.read().decode(errors="replace")
+            if proc.returncode != 0:
+                raise EncodeError(f"ffmpeg could not write {target} (exit {proc.returncode}): "
+                                  f"{errors.strip()[-800:] or 'no message'}")
     finally:
         Path(f.name).unlink(missing_ok=True)
-    return OutputFile(kind, None, book.title, str(target), digest, book.duration)
+    return OutputFile(kind, None, title, str(target), sha256_file(target), marks[-1].end if marks else 0.0)

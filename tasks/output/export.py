@@ -6,10 +6,13 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.audio.assemble import assemble_book
-from tasks.audio.wav import read_pcm16, write_wav_atomic
+import soundfile as sf
+
+from tasks.audio.assemble import CHAPTER_GAP_SECONDS, gap_audio
+from tasks.audio.wav import OutputWriteError, to_pcm16, write_fix
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import VoicebatchError
+from tasks.core.files import atomic_write, sha256_file
 
 
 @dataclass(frozen=True)
@@ -41,17 +44,58 @@ class OutputTooLarge(VoicebatchError):
     """An output file would exceed the configured size limit."""
 
 
-def check_size(path: Path, samples: int, max_mb: float) -> None:
-    size_mb = (samples * 2 + 44) / 1024**2  # 16-bit mono WAV
+WAV_MAX_BYTES = 2**32 - 1  # a RIFF WAV's sizes are 32-bit: 24.8 hours of 16-bit mono at 24 kHz
+BLOCK_FRAMES = 1 << 20  # samples copied at a time into the book WAV
+
+
+def wav_mb(samples: int) -> float:
+    return (samples * 2 + 44) / 1024**2  # 16-bit mono WAV
+
+
+def check_size(path: Path, samples: int, max_mb: float, title: str = "") -> None:
+    """A chapter too large for the limit, or for a WAV at all, is refused with the fix that works."""
+    size_mb = wav_mb(samples)
+    split = f"split chapter {title!r} into shorter chapters in the manifest" if title else "split the chapter"
+    if size_mb * 1024**2 > WAV_MAX_BYTES:
+        raise OutputTooLarge(f"{path} would be {size_mb:.0f} MB, more than a WAV file can hold (4 GiB); {split}")
     if size_mb > max_mb:
-        raise OutputTooLarge(f"{path} would be {size_mb:.0f} MB, over VOICEBATCH_MAX_OUTPUT_MB={max_mb:.0f}; "
-                             "split the chapter or raise the limit")
+        raise OutputTooLarge(f"{path} would be {size_mb:.0f} MB, over VOICEBATCH_MAX_OUTPUT_MB={max_mb:g}; {split}, "
+                             f"or set VOICEBATCH_MAX_OUTPUT_MB={int(size_mb) + 1} and run again")
 
 
-def export_book(chapters: list[OutputFile], path: Path, title: str, max_mb: float = 2048,
-                room_tone_dbfs: float | None = None) -> OutputFile:
-    """The chapters in order with a gap between them (room tone at that level, else digital silence)."""
-    audio = assemble_book([read_pcm16(Path(c.path)) for c in chapters], room_tone_dbfs=room_tone_dbfs)
-    check_size(path, audio.size, max_mb)
-    digest = write_wav_atomic(path, audio)
-    return OutputFile("book", None, title, str(path), digest, audio.size / SAMPLE_RATE)
+def book_samples(chapters: list[OutputFile], gap: float = CHAPTER_GAP_SECONDS) -> int:
+    return sum(sf.info(c.path).frames for c in chapters) + max(0, len(chapters) - 1) * round(gap * SAMPLE_RATE)
+
+
+def book_wav_skipped(path: Path, chapters: list[OutputFile], max_mb: float) -> str | None:
+    """Why the whole-book WAV is not written (too large for a WAV, or for the limit), or None. The chapter
+    files, the M4B and the MP3 are the deliverables: a long book never fails for its WAV."""
+    size_mb = wav_mb(book_samples(chapters))
+    if size_mb * 1024**2 > WAV_MAX_BYTES:
+        return (f"{path} not written: it would be {size_mb:.0f} MB, more than a WAV file can hold (4 GiB); "
+                "the chapter WAVs, the M4B and the MP3 hold the whole book")
+    if size_mb > max_mb:
+        return (f"{path} not written: it would be {size_mb:.0f} MB, over VOICEBATCH_MAX_OUTPUT_MB={max_mb:g}; the "
+                f"chapter WAVs, the M4B and the MP3 hold the whole book (for the WAV too, set "
+                f"VOICEBATCH_MAX_OUTPUT_MB={int(size_mb) + 1})")
+    return None
+
+
+def export_book(chapters: list[OutputFile], path: Path, title: str, room_tone_dbfs: float | None = None) -> OutputFile:
+    """The chapters in order with a gap between them (room tone at that level, else digital silence), copied
+    from the chapter files block by block: a chapter's samples exactly, never the whole book in memory."""
+    gap = to_pcm16(gap_audio(CHAPTER_GAP_SECONDS, room_tone_dbfs))
+    written = 0
+    try:
+        with atomic_write(path) as temp:
+            with sf.SoundFile(temp, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as book:
+                for i, chapter in enumerate(chapters):
+                    if i:
+                        book.write(gap)
+                        written += gap.size
+                    for block in sf.blocks(chapter.path, blocksize=BLOCK_FRAMES, dtype="int16", always_2d=True):
+                        book.write(block[:, 0])
+                        written += len(block)
+    except OSError as e:
+        raise OutputWriteError(f"cannot write {path}: {e.strerror or e}; {write_fix(e)}") from None
+    return OutputFile("book", None, title, str(path), sha256_file(path), written / SAMPLE_RATE)

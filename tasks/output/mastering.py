@@ -88,9 +88,10 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
         audio, _ = read_mono(Path(normalised[job.key]))
         segments.append(Segment(audio, job.speaker, job.line, job.pause_after))
     audio = assemble_chapter(segments, speaker_pause, chunk_pause)
+    del segments  # the takes are in `audio` now: a long chapter need not be held twice
     audio = with_room_tone(audio, target.room_tone_dbfs if target.room_tone else None,
                            target.head_seconds, target.tail_seconds, seed=index)
-    check_size(path, audio.size, max_mb)
+    check_size(path, audio.size, max_mb, title)
     # Measured on the very 16-bit samples that are written. A chapter of takes normalised in LUFS is already on
     # target with its peaks under the ceiling: then that one reading is the report and nothing is re-gained.
     samples = to_pcm16(audio)
