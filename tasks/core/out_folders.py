@@ -14,7 +14,7 @@ _TEMP = re.compile(r"^\..*\.tmp")
 # What each folder held in the old layout: a folder holding anything else is a user's (a book, a voice
 # library under --out .) and is never moved.
 _OLD_CONTENT = {
-    "takes": re.compile(r"^([0-9a-f]{2}|normalised)$"),
+    "takes": re.compile(r"^([0-9a-f]{2}|normalised|encoded)$"),
     "voices": re.compile(r"^[0-9a-f]{64}\.(wav|json)$"),
     "review": re.compile(r"^(.+\.html|\.plots)$"),
 }
