@@ -24,6 +24,9 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["VOICEBATCH_VOICES_DIR"] = str(ROOT / "voices")
+# Child processes (the CLI, Prefect workers and servers) import this checkout's code, also where the virtual
+# environment's editable install points at another checkout (a git worktree sharing one .venv).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +126,24 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int 
     exe = Path(sys.executable).parent / "voicebatch"
     full_env = cli_env(env)
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def render_killed_after(manifest: Path, out: Path, takes: int, *args: str, env: dict | None = None,
+                        wait: float = 120) -> int:
+    """`voicebatch render` in a child process, SIGKILLed (its whole process group) once `takes` take files exist
+    under `out`; how many exist after the kill."""
+    import signal
+    import time
+
+    exe = Path(sys.executable).parent / "voicebatch"
+    child = subprocess.Popen([str(exe), "render", str(manifest), *args, "--out", str(out)], env=cli_env(env),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and len(list((out / "takes").rglob("*.wav"))) < takes:
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    return len(list((out / "takes").rglob("*.wav")))
 
 
 def cli_env(extra: dict | None = None) -> dict:

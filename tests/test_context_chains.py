@@ -121,3 +121,24 @@ def test_an_edit_in_chunk_3_of_6_rerenders_chunks_3_to_6_only(tiny_higgs, voices
     assert [r["predecessor"] for r in before] == [None] + [r["cache_key"] for r in before[:-1]]
     assert [r["predecessor"] for r in after] == [None] + [r["cache_key"] for r in after[:-1]]
     assert len({r["batch"] for r in before}) == 6  # one link per generate call, in order
+
+
+def test_a_chained_render_killed_part_way_resumes_without_rendering_finished_links(tiny_higgs, tmp_path):
+    from conftest import render_killed_after, run_cli
+
+    m = write_manifest(tmp_path / "m.yaml", SENTENCES * 2)  # one chain of 12 links: 12 generate calls in order
+    out = tmp_path / "out"
+    env = {"PREFECT_LOGGING_LEVEL": "WARNING"}
+    survived = render_killed_after(m, out, 3, "--engine", "higgs", env=env, wait=240)
+    assert 3 <= survived < 12, "the kill should land part-way through the chain"
+    resumed = run_cli("render", str(m), "--engine", "higgs", "--out", str(out), "--json", env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    db = str(out / "provenance.duckdb")
+    (run,) = rows(db, "SELECT run_id, status FROM runs WHERE status = 'completed'")
+    renders = rows(db, "SELECT chunk, cache_hit, cache_key, predecessor FROM renders WHERE run_id = ? ORDER BY chunk",
+                   [run["run_id"]])
+    hits = [r["cache_hit"] for r in renders]
+    # Finished links are reused (a take written but not yet recorded when the kill landed may be rendered again),
+    # then the rest of the chain renders: never a hit after a miss.
+    assert hits == sorted(hits, reverse=True) and sum(hits) >= survived - 1
+    assert [r["predecessor"] for r in renders] == [None] + [r["cache_key"] for r in renders[:-1]]
