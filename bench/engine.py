@@ -5,8 +5,10 @@
 
 Every line runs to a fixed frame count (the random model is told never to end a line), so batched and
 one-at-a-time rendering produce the same audio duration and only the wall time differs. Reported:
-jobs/s and audio-seconds/s for both; reference encoding with and without reuse; and the prefill's share
-of a batch, which bounds what a shared voice-prompt prefix cache could save.
+jobs/s and audio-seconds/s for both; reference encoding with and without reuse; the prefill's share
+of a batch, which bounds what a shared voice-prompt prefix cache could save; and the decode paths (eager,
+static, static+compiled) side by side at several batch sizes: audio s/s, ms per frame step, the first call
+(compile and graph capture included) and peak GPU memory.
 """
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--paths", default=None, help="decode paths to compare, comma-separated; default "
+                        "eager,static+compiled on CUDA, else eager,static")
+    parser.add_argument("--batches", default=None, help="batch sizes for the path comparison; default 1,8,32 "
+                        "full-size, 1,8 tiny")
     args = parser.parse_args()
 
     import torch
@@ -127,15 +133,18 @@ def main() -> None:
         print(f"peak GPU memory allocated: {peak_gib:.1f} GiB ({torch.cuda.get_device_name()})")
     info = engine.info()
     print(f"engine info: device {info.device}, dtype {info.dtype}, model {info.model}")
+    if args.full_size:  # the path comparison attaches the same model to fresh engines
+        paths_model = (model, processor)
     model = processor = inputs = None  # the engine's own references to GPU memory are the only ones left
     engine.close()  # frees the model and the allocator's cache
     if device.startswith("cuda"):
         print(f"GPU memory allocated after close(): {torch.cuda.memory_allocated() / 2**30:.2f} GiB")
+    paths = compare_paths(args, device, dtype, frames, voice, paths_model if args.full_size else None, sync)
     if not args.full_size:
         shutil.rmtree(checkpoint, ignore_errors=True)
     from bench.common import save
 
-    save("engine", {"model": size, "device": device, "jobs": args.jobs, "frames": frames,
+    save("engine", {"decode_paths": paths, "model": size, "device": device, "jobs": args.jobs, "frames": frames,
                     "peak_gpu_gib": round(peak_gib, 2) if peak_gib is not None else None,
                     "batched_s": round(batched_s, 3), "one_at_a_time_s": round(single_s, 3),
                     "batched_audio_s_per_s": round(audio_s / batched_s, 2),
@@ -143,6 +152,53 @@ def main() -> None:
                     "reference_encode_ms_once": round(encode_s * 1000, 1),
                     "reference_encode_ms_per_line_without_reuse": round(encode_s * args.jobs * 1000, 1),
                     "prefill_share_of_batched": round(prefill_s / batched_s, 4)})
+
+
+def compare_paths(args, device: str, dtype: str, frames: int, voice, built, sync) -> list[dict]:
+    """Each decode path at each batch size on a fresh engine: the first call (compile and capture included),
+    then the best of `repeats`; the path each request really took is printed (a fallback shows)."""
+    import torch
+
+    from engine.base import DecodingParams, RenderRequest
+    from engine.higgs import HiggsEngine
+    from tasks.core.settings import get_settings
+
+    cuda = device.startswith("cuda")
+    paths = (args.paths or ("eager,static+compiled" if cuda else "eager,static")).split(",")
+    sizes = [int(b) for b in (args.batches or ("1,8,32" if args.full_size else "1,8")).split(",")]
+    setting = {"eager": "eager", "static": "static", "static+compiled": "compiled"}
+    print(f"\ndecode paths, {frames} frames per line ({frames / 25:.0f} s of audio):")
+    print(f"  {'path':<17}{'batch':>6}{'first s':>9}{'best s':>8}{'ms/step':>9}{'audio s/s':>11}{'peak GiB':>10}  took")
+    results = []
+    for path in paths:
+        os.environ["VOICEBATCH_HIGGS_DECODE"] = setting[path]
+        get_settings.cache_clear()
+        engine = HiggsEngine(device, dtype)
+        if built is not None:
+            engine.attach(*built)
+        engine.load()
+        for size in sizes:
+            engine.batch_size = size
+            batch = [RenderRequest(LINES[i % len(LINES)], voice, DecodingParams(seed=1, max_new_tokens=frames))
+                     for i in range(size)]
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            _, first_s = timed(lambda: (engine.render(batch), sync()))
+            _, best_s = timed(lambda: (engine.render(batch), sync()), args.repeats)
+            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+            took = sorted({r.measured.get("decode_path") for r in batch})
+            audio_s = size * frames / 25
+            row = dict(path=path, batch=size, took=took, first_call_s=round(first_s, 3), best_s=round(best_s, 3),
+                       ms_per_step=round(1000 * best_s / frames, 2), audio_s_per_s=round(audio_s / best_s, 2),
+                       peak_gpu_gib=round(peak, 2) if peak is not None else None)
+            results.append(row)
+            print(f"  {path:<17}{size:>6}{first_s:>9.2f}{best_s:>8.2f}{row['ms_per_step']:>9.1f}"
+                  f"{row['audio_s_per_s']:>11.2f}{peak if peak is not None else float('nan'):>10.1f}  {','.join(took)}")
+        engine._model = engine._processor = None  # the shared model stays with the caller
+        engine.close()
+    os.environ.pop("VOICEBATCH_HIGGS_DECODE", None)
+    get_settings.cache_clear()
+    return results
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ class RenderRequest:
     scene: str | None = None  # the manifest's scene description, for engines that honour "scene"
     # The manifest's pronunciations that occur in `text` (engine/lexicon.py): (term, "/phonemes/" or respelling).
     pronunciations: tuple[tuple[str, str], ...] = ()
+    # Context chains: earlier takes to prompt with, oldest first, each as a prompt whose reference is the take and
+    # whose transcript is its text (engines that honour "context"; the others ignore it).
+    context: tuple[VoicePrompt, ...] = ()
     # What the engine measured while rendering this request, filled in by render() where it can (e.g.
     # "decode_steps": generated frames); left empty by engines that measure nothing. Not part of equality.
     measured: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

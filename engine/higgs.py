@@ -2,7 +2,8 @@
 
 Everything Higgs lives here: loading (hub id or local directory, pinned revision), prompts (system, scene,
 the voice's transcript and reference audio as a prior turn, then the line), batching with left padding and
-halving on out-of-memory, and the per-process cache of reference audio codes keyed by the clip's hash.
+halving on out-of-memory, and the per-process cache of reference audio codes keyed by the clip's hash. The
+decoding loop (per-row random streams, the static and compiled paths) is in engine/higgs_decode.py.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
 from engine.device import choose_device, choose_dtype, is_out_of_memory, torch_dtype
+from engine.higgs_decode import COMPILED, EAGER, STATIC, Sampling, StaticKV, generate_frames, stream_seed
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import EngineError
 from tasks.core.settings import get_settings
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = "Generate audio following instruction."
 DEFAULT_SCENE = "Audio is recorded from a quiet room."  # Higgs' own examples use this when none is given
-RAS_MAX_REPEATS = 2  # with ras_win_len: a code repeated this often in the window is resampled
+REFERENCE_CACHE = 512  # encoded clips kept per process: every voice, and the recent takes of context chains
 TORCHAUDIO_FIX = ("torchaudio's compiled extension does not load with this torch (PyPI's Linux wheel is built "
                   "for CUDA); `make install` removes it so torchaudio runs as pure Python, or run: "
                   "rm \"$(python -c 'import importlib.util as u, os; "
@@ -73,8 +75,9 @@ def read_reference(path: Path) -> np.ndarray:
 
 class HiggsEngine(Engine):
     id = "higgs"
-    code_version = "1"
-    honours = frozenset({"temperature", "top_k", "top_p", "seed", "max_new_tokens", "ras_win_len", "scene"})
+    code_version = "2"  # 2: per-row random streams
+    honours = frozenset({"temperature", "top_k", "top_p", "seed", "max_new_tokens", "ras_win_len", "scene",
+                         "context"})
     batches = True
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
@@ -89,6 +92,8 @@ class HiggsEngine(Engine):
         self._model = None
         self._processor = None
         self._reference_codes: OrderedDict[str, object] = OrderedDict()
+        self._static_kv: StaticKV | None = None  # pre-allocated caches and the compiled step, kept while warm
+        self._compile_failed = False
         # Counters, for tests and the benchmark: what reuse saved is visible, not assumed.
         self.reference_encodings = 0
         self.generate_calls = 0
@@ -131,6 +136,7 @@ class HiggsEngine(Engine):
                               f"expects {model.config.num_codebooks} codebooks; the checkpoint and its tokenizer "
                               "do not match")
         self._reference_codes.clear()
+        self._static_kv = None
         self._model = model.to(self.device).eval()
         # Higgs' own MPS port keeps the audio tokenizer on the CPU: some of its ops have no MPS kernel.
         processor.audio_tokenizer.to("cpu" if self.device == "mps" else self.device).eval()
@@ -150,11 +156,13 @@ class HiggsEngine(Engine):
         return options
 
     def reference_codes(self, voice: VoicePrompt):
-        """The voice's reference clip as audio codes (delay pattern, stream bos/eos): encoded once per process."""
+        """The voice's reference clip (or a chained take) as audio codes (delay pattern, stream bos/eos): encoded
+        once per process, the most recent REFERENCE_CACHE kept."""
         import torch
 
         codes = self._reference_codes.get(voice.content_hash)
         if codes is not None:
+            self._reference_codes.move_to_end(voice.content_hash)
             return codes
         _, processor = self._loaded()
         tokenizer = processor.audio_tokenizer
@@ -167,10 +175,13 @@ class HiggsEngine(Engine):
         codes = processor.build_delay_pattern(torch.cat([bos, raw, eos], dim=2))[0].transpose(0, 1).cpu()
         self.reference_encodings += 1
         self._reference_codes[voice.content_hash] = codes
+        if len(self._reference_codes) > REFERENCE_CACHE:
+            self._reference_codes.popitem(last=False)
         return codes
 
     def conversation(self, request: RenderRequest) -> tuple[list[dict], list]:
-        """Chat turns for one request and the audio codes of its audio turns, in order."""
+        """Chat turns for one request and the audio codes of its audio turns, in order: the voice's reference and,
+        in a context chain, the takes before it, each as a prior exchange of words and audio."""
         text = lambda t: [{"type": "text", "text": t}]  # noqa: E731
         turns = [{"role": "system", "content": text(SYSTEM_PROMPT)},
                  {"role": "scene", "content": text(request.scene or DEFAULT_SCENE)}]
@@ -179,6 +190,10 @@ class HiggsEngine(Engine):
             turns += [{"role": "user", "content": text(request.voice.transcript or "")},
                       {"role": "assistant", "content": [{"type": "audio"}]}]
             codes.append(self.reference_codes(request.voice))
+        for earlier in request.context:
+            turns += [{"role": "user", "content": text(earlier.transcript or "")},
+                      {"role": "assistant", "content": [{"type": "audio"}]}]
+            codes.append(self.reference_codes(earlier))
         turns.append({"role": "user", "content": text(self.spoken_text(request))})  # no reference: Higgs' smart voice
         return turns, codes
 
@@ -229,6 +244,7 @@ class HiggsEngine(Engine):
         except Exception as e:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raises)
             if not is_out_of_memory(e):
                 raise
+            self._static_kv = None  # its caches were sized for the batch that did not fit
             self.clear_caches()
             if len(requests) == 1:
                 raise EngineError(f"Higgs ran out of memory on {self.device} rendering one line "
@@ -239,31 +255,53 @@ class HiggsEngine(Engine):
                         self.device, len(requests), half, len(requests) - half)
             return self._render_halving(requests[:half]) + self._render_halving(requests[half:])
 
-    def generate(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
-        """One `generate` call for requests that share decoding parameters; one waveform per request."""
-        import copy
+    def decode_path(self, prompt_tokens: int, max_new_tokens: int) -> str:
+        """The decode path for one call: VOICEBATCH_HIGGS_DECODE, where `auto` compiles on CUDA only; a cache
+        longer than the model's positions, or a compile that failed before, falls back to eager."""
+        model, _ = self._loaded()
+        wish = get_settings().higgs_decode
+        path = {"auto": COMPILED if self.device.startswith("cuda") else EAGER, "eager": EAGER, "static": STATIC,
+                "compiled": COMPILED}[wish]
+        if path == COMPILED and (not self.device.startswith("cuda") or self._compile_failed):
+            path = EAGER  # CUDA graphs need CUDA
+        if path != EAGER and prompt_tokens + max_new_tokens > model.config.max_position_embeddings:
+            path = EAGER
+        return path
 
+    def generate(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
+        """One decoding run for requests that share decoding parameters; one waveform per request. Each row
+        samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates."""
         import torch
 
-        model, processor = self._loaded()
+        model, _ = self._loaded()
         params = requests[0].params
         inputs = self.model_inputs(requests)
-        config = copy.deepcopy(model.generation_config)
-        config.update(do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                      max_new_tokens=params.max_new_tokens, use_cache=True)
-        # Read by Higgs' own sampling loop; set as attributes since a checkpoint may not define them.
-        config.ras_win_len = params.ras_win_len or None
-        config.ras_win_max_num_repeat = RAS_MAX_REPEATS
-        # Sampling (and repetition-aware resampling, even when greedy) draws from the global generator.
-        torch.manual_seed(params.seed)
+        path = self.decode_path(inputs["input_ids"].shape[1], params.max_new_tokens)
+        seeds = [stream_seed(r.params.seed, r.key, self.spoken_text(r)) for r in requests]
+        sampling = Sampling(params.temperature, params.top_k, params.top_p, params.ras_win_len)
         with torch.inference_mode():
-            sequences = model.generate(**inputs, generation_config=config)
+            try:
+                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, self._static(path))
+            except Exception as e:  # noqa: BLE001 (a compile that fails falls back to eager; the rest re-raises)
+                if path != COMPILED or is_out_of_memory(e):
+                    raise
+                log.warning("Higgs' compiled decoding failed on %s (%s); decoding eagerly from now on", self.device, e)
+                self._compile_failed, path = True, EAGER
+                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens)
         self.generate_calls += 1
         steps: list[int] = []
-        audios = self.decode(sequences, inputs.get("audio_input_ids"), steps)
+        audios = self.decode(frames, None, steps)
         for request, count in zip(requests, steps):
-            request.measured["decode_steps"] = count
+            request.measured.update(decode_steps=count, decode_path=path)
         return audios
+
+    def _static(self, path: str) -> StaticKV | None:
+        if path == EAGER:
+            return None
+        compiled = path == COMPILED
+        if self._static_kv is None or self._static_kv.compiled != compiled:
+            self._static_kv = StaticKV(self._model, compiled)
+        return self._static_kv
 
     def decode(self, sequences, prompt_audio=None, steps: list[int] | None = None) -> list[np.ndarray]:
         """Waveforms of the generated frames, row by row: from the first frame after the prompt's audio to each
@@ -309,6 +347,7 @@ class HiggsEngine(Engine):
             _release_audio_tokenizer(self._processor.audio_tokenizer)
         self._model = None
         self._processor = None
+        self._static_kv = None
         self._reference_codes.clear()
         self.clear_caches()
 

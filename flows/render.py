@@ -28,7 +28,7 @@ from tasks.render.batch import BatchResult
 from tasks.render.records import worker_rows
 from tasks.script.engine_choice import speaker_engines
 from tasks.script.overrides import apply_overrides, parse_overrides
-from tasks.script.plan import group_jobs, plan_jobs
+from tasks.script.plan import group_jobs, ignored_context, plan_jobs
 from tasks.script.pronunciations import check_pronunciations
 from tasks.store import db as provenance
 
@@ -95,6 +95,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         setup = steps.prepare_engines(quote(script), engine, settings.engine, settings.device, settings.dtype,
                                       speaker_engine)
         jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
+        for message in ignored_context(script, setup.facts, setup.speaker_engine):
+            logger.warning(message)
         refuse_too_many(len(jobs), manifest, settings, "plans", "split the manifest or raise the limit")
         hits, takes = look_up_cache(db, takes_dir, [j.key for j in jobs], force,
                                     verify=None if force else takes_to_read(script, jobs, out, db))

@@ -128,6 +128,26 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int 
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def render_killed_after(manifest: Path, out: Path, takes: int, *args: str, env: dict | None = None,
+                        wait: float = 120) -> int:
+    """`voicebatch render` in a child process, SIGKILLed (its whole process group) once `takes` take files exist
+    under `out`; how many exist after the kill."""
+    import signal
+    import time
+
+    from tasks.core.out_folders import takes_dir
+
+    exe = Path(sys.executable).parent / "voicebatch"
+    child = subprocess.Popen([str(exe), "render", str(manifest), *args, "--out", str(out)], env=cli_env(env),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and len(list(takes_dir(out).rglob("*.wav"))) < takes:
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    return len(list(takes_dir(out).rglob("*.wav")))
+
+
 def cli_env(extra: dict | None = None) -> dict:
     """The child's environment: the shared CLI Prefect home (whose reused server the session ends) and any free
     port for that server (this checkout's code comes first through PYTHONPATH, set above)."""

@@ -100,6 +100,43 @@ def test_same_seed_and_inputs_give_the_same_audio_on_cpu(engine, voices):
     assert any(a.shape != c.shape or not np.array_equal(a, c) for a, c in zip(first, other))
 
 
+NEIGHBOURS = ["A gull on the rail.", "The kettle sang.", "Rain again, all night and into the morning.", "Nine.",
+              "The keeper's log was open on the desk.", "Someone knocked twice.", "Lamp oil, wicks, matches."]
+
+
+def test_a_rows_audio_does_not_depend_on_its_batch_mates_the_batch_size_or_a_split(engine, voices, monkeypatch):
+    target = RenderRequest(LINES[1], voices["ava"], DecodingParams(seed=7, max_new_tokens=60), key="job-1")
+    neighbours = requests(voices["ava"], NEIGHBOURS, seed=7, scene=None, max_new_tokens=60)
+    (alone,) = engine.render([target])
+    in_eight = engine.render(neighbours[:4] + [target] + neighbours[4:])[4]
+    shuffled = engine.render(neighbours[::-1][:3] + [target])[3]  # other neighbours, other batch size
+    real = engine.generate
+    monkeypatch.setattr(engine, "generate", lambda reqs: real(reqs) if len(reqs) <= 2 else
+                        (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory")))
+    after_split = engine.render(neighbours[:5] + [target] + neighbours[5:])[5]
+    monkeypatch.undo()
+    for audio in (in_eight, shuffled, after_split):
+        np.testing.assert_array_equal(audio, alone)
+    other_seed = RenderRequest(LINES[1], voices["ava"], DecodingParams(seed=8, max_new_tokens=60), key="job-1")
+    (other,) = engine.render([other_seed])
+    assert other.shape != alone.shape or not np.array_equal(other, alone)
+    assert target.measured["decode_path"] == "eager"  # on the CPU, unless VOICEBATCH_HIGGS_DECODE says otherwise
+
+
+def test_the_static_cache_path_gives_the_same_audio_as_the_eager_path(engine, voices):
+    from conftest import setting
+
+    batch = requests(voices["ava"], LINES[:3], seed=11, max_new_tokens=60)
+    eager = engine.render(batch)
+    with setting("VOICEBATCH_HIGGS_DECODE", "static"):
+        again = requests(voices["ava"], LINES[:3], seed=11, max_new_tokens=60)
+        static = engine.render(again)  # 3 rows padded to a bucket of 4, a cache of CACHE_BUCKET frames
+    assert {r.measured["decode_path"] for r in batch} == {"eager"}
+    assert {r.measured["decode_path"] for r in again} == {"static"}
+    for a, b in zip(eager, static):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_cloning_prompts_the_reference_and_transcript_and_smart_voice_has_none(engine, voices):
     ava = voices["ava"]
     turns, codes = engine.conversation(RenderRequest("Hello there.", ava, DecodingParams(), scene=SCENE))

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
-from conftest import cli_env, run_cli
+from conftest import cli_env, render_killed_after, run_cli
 
 
 def manifest(path: Path, lines: int = 6, hib_seed: int = 9, edit: str | None = None,
@@ -139,15 +137,7 @@ def test_a_run_killed_part_way_resumes_to_the_same_outputs(tmp_path):
     m = manifest(tmp_path / "m.yaml", lines=40)
     env = {"PREFECT_LOGGING_LEVEL": "WARNING", "VOICEBATCH_BATCH_SIZE": "2"}
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    exe = Path(sys.executable).parent / "voicebatch"
-    child = subprocess.Popen([str(exe), "render", str(m), "--out", str(killed_out)], env=cli_env(env),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((killed_out / ".voicebatch" / "takes").rglob("*.wav"))) < 6:
-        time.sleep(0.02)
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
-    survived = len(list((killed_out / ".voicebatch" / "takes").rglob("*.wav")))
+    survived = render_killed_after(m, killed_out, 6, env=env)
     assert 6 <= survived < 40, "the kill should land part-way through rendering"
     assert not (killed_out / "cache-test").exists() or not list((killed_out / "cache-test").glob("*.wav"))
 

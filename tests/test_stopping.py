@@ -13,6 +13,8 @@ import pytest
 from conftest import ROOT, cli_env, rows, run_cli, running
 from test_local_server import children
 
+from tasks.core.out_folders import takes_dir
+
 MANIFEST = str(ROOT / "manifests" / "demo-dialogue.yaml")
 
 
@@ -32,8 +34,8 @@ def reached(stage: str, render: subprocess.Popen, out: Path) -> bool:
     if stage == "start-up":
         return bool(children(render.pid))
     if stage == "rendering":
-        return any((out / "takes").glob("??/*.wav"))
-    return any((out / "takes" / "normalised").rglob("*.wav"))
+        return any(takes_dir(out).glob("??/*.wav"))
+    return any((takes_dir(out) / "normalised").rglob("*.wav"))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for the temporary server's pid")

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
                              description="Higgs Audio v2 checkpoint in transformers format: a hub id or a local directory.")
     higgs_revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of higgs_model; pin one.")
     higgs_batch_size: int = Field(8, ge=1, le=256, description="Most Higgs jobs rendered in one generate call.")
+    higgs_decode: Literal["auto", "eager", "static", "compiled"] = Field(
+        "auto", description="Higgs decoding: auto (compiled with CUDA graphs on CUDA, else eager), eager (growing KV "
+        "cache), static (pre-allocated cache, fixed shapes), compiled (static, CUDA only; elsewhere eager).")
     output_dir: Path = Field(Path("outputs"), description="Where chapters, books and takes are written.")
     db_path: Path | None = Field(None, description="Provenance database; default <output_dir>/provenance.duckdb.")
     voices_dir: Path = Field(Path("voices"), description="Voice assets, one folder per voice id.")

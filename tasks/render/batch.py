@@ -45,6 +45,7 @@ class Take:
     render_started_at: datetime | None = None  # the engine call that made it, in the render lane
     render_ended_at: datetime | None = None
     decode_steps: int | None = None  # frames the engine generated for it, where the engine reports them
+    decode_path: str | None = None  # how the engine decoded it (Higgs: eager, static, static+compiled), where it says
     worker: str | None = None  # the process that rendered it (tasks/core/processes.py); None for a cached take
 
 
@@ -99,9 +100,9 @@ class _BatchRenderer:
         self.result = BatchResult(worker=worker_name(), load_seconds=warm.load_seconds)
 
     def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime],
-                                                                  list[int | None]]:
+                                                                  list[dict]]:
         requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene,
-                                  pronunciations=j.pronunciations) for j in jobs]
+                                  pronunciations=j.pronunciations, context=self._context(j)) for j in jobs]
         with checkout(self.batch.engine, device, self.dtype) as engine:
             started_at, start = datetime.now(), time.perf_counter()
             try:
@@ -115,14 +116,14 @@ class _BatchRenderer:
             made_on = engine.device
         if len(audios) != len(requests):
             raise EngineError(f"engine {self.batch.engine!r} returned {len(audios)} takes for {len(requests)} requests")
-        steps = [r.measured.get("decode_steps") for r in requests]
-        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on, (started_at, ended_at), steps
+        measured = [r.measured for r in requests]
+        return [np.asarray(a, dtype=np.float32) for a in audios], seconds, made_on, (started_at, ended_at), measured
 
     def render(self, jobs: list[RenderJob], device: str, alone_retry: bool = True) -> None:
         if stop_requested():
             return  # the process is stopping: these jobs are neither rendered nor failed
         try:
-            audios, seconds, made_on, interval, steps = self._call(device, jobs)
+            audios, seconds, made_on, interval, measured = self._call(device, jobs)
         except Exception as e:  # noqa: BLE001 - any engine fault is contained to the jobs that raised it
             if stop_requested():
                 return  # the engine gave up the batch because the process is stopping
@@ -141,27 +142,38 @@ class _BatchRenderer:
                 self.result.failures.append(RenderFailure(jobs[0].key, f"{type(e).__name__}: {e}"))
             return
         total = sum(a.size for a in audios) or 1
-        for job, audio, count in zip(jobs, audios, steps):
+        for job, audio, facts in zip(jobs, audios, measured):
             problem = take_problem(audio, job.text, self.limits, SAMPLE_RATE)
             if problem and len(jobs) > 1:
                 self.render([job], device)
             elif problem:
                 self.result.failures.append(RenderFailure(job.key, problem))
             else:
-                self._keep(job, audio, seconds * audio.size / total, made_on, interval, count)
+                self._keep(job, audio, seconds * audio.size / total, made_on, interval, facts)
+
+    def _context(self, job: RenderJob) -> tuple[VoicePrompt, ...]:
+        """A chained job's predecessor take as a prompt (keyed by the take's cache key); rendered in an earlier
+        batch of this run or an earlier run, so it is on disk."""
+        if job.predecessor is None:
+            return ()
+        path = take_path(self.takes_dir, job.predecessor)
+        if not path.is_file():
+            raise EngineError(f"the take before this chunk in its context chain ({job.predecessor[:12]}) was not "
+                              "rendered; it failed or was removed, so this chunk cannot be prompted with it")
+        return (VoicePrompt(job.voice_id, f"take:{job.predecessor}", path, job.predecessor_text),)
 
     def _device_of(self, device: str) -> str:
         return warm_engine(self.batch.engine, device, self.dtype).engine.device
 
     def _keep(self, job: RenderJob, audio: np.ndarray, seconds: float, made_on: str,
-              interval: tuple[datetime, datetime], decode_steps: int | None = None) -> None:
+              interval: tuple[datetime, datetime], measured: dict) -> None:
         path = take_path(self.takes_dir, job.key)
         digest = write_wav_atomic(path, audio, subtype="PCM_24")  # float WAVs carry a timestamped PEAK chunk
         m = measure(audio)
         fallback = made_on if made_on != self.batch_device else None
         self.result.takes.append(Take(job.key, str(path), digest, m["duration"], seconds, m["peak_dbfs"],
-                                      m["rms_dbfs"], self.batch.index, fallback, *interval, decode_steps,
-                                      self.result.worker))
+                                      m["rms_dbfs"], self.batch.index, fallback, *interval,
+                                      measured.get("decode_steps"), measured.get("decode_path"), self.result.worker))
 
 
 def render_batch(batch: RenderBatch, prompts: dict[str, VoicePrompt], takes_dir: Path, device: str, dtype: str,

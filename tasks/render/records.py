@@ -33,7 +33,7 @@ def take_row(take: Take, engine: str, run_id: str, record: CachedFile, now: date
     return dict(cache_key=take.key, path=take.path, sha256=take.sha256, bytes=record.bytes, mtime_ns=record.mtime_ns,
                 duration=take.duration, peak_dbfs=take.peak_dbfs, rms_dbfs=take.rms_dbfs,
                 render_seconds=take.render_seconds, engine=engine, run_id=run_id, created_at=now,
-                decode_steps=take.decode_steps)
+                decode_steps=take.decode_steps, decode_path=take.decode_path)
 
 
 def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db: Path,
@@ -50,7 +50,7 @@ def record_batch(result: BatchResult, engine_of: dict[str, str], run_id: str, db
 def take_from_row(row: dict[str, Any]) -> Take:
     """A cached take as the flow uses it: no render time spent in this run, no batch."""
     return Take(row["cache_key"], row["path"], row["sha256"], row["duration"], 0.0, row["peak_dbfs"],
-                row["rms_dbfs"], None, decode_steps=row.get("decode_steps"))
+                row["rms_dbfs"], None, decode_steps=row.get("decode_steps"), decode_path=row.get("decode_path"))
 
 
 def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits: dict[str, dict[str, Any]],
@@ -68,7 +68,7 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
             revision=info.revision, device=info.device, dtype=info.dtype,
             engine_options=as_json(setup.facts[job.engine].options[job.voice_id]), text=job.text,
             params=as_json(job.params.model_dump()), seed=job.params.seed, cache_key=job.key, created_at=now,
-            cache_hit=job.key in hits,
+            cache_hit=job.key in hits, predecessor=job.predecessor,
             pronunciations=as_json(dict(job.pronunciations)) if job.pronunciations else None)
         if job.key in failures:
             rows.append({**row, "status": "failed", "error": failures[job.key].error})
@@ -79,7 +79,7 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
                      "peak_dbfs": take.peak_dbfs, "rms_dbfs": take.rms_dbfs, "status": "rendered", "error": None,
                      "take_run_id": hits[job.key].get("run_id") if job.key in hits else run_id,
                      "render_started_at": take.render_started_at, "render_ended_at": take.render_ended_at,
-                     "decode_steps": take.decode_steps, "worker": take.worker})
+                     "decode_steps": take.decode_steps, "decode_path": take.decode_path, "worker": take.worker})
     return rows
 
 

@@ -29,6 +29,7 @@ class ScriptChapter:
     title: str
     prose: bool  # True: one longform text, chunked at sentence boundaries when planned
     lines: tuple[ScriptLine, ...]
+    context: str = "none"  # "chain": engines that honour it prompt each chunk with its speaker's previous one
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def ingest(path: Path, voices_dir: Path) -> Script:
                 field = line.source if ":" in line.source else f"{line.source}.speaker"
                 problems.append(f"{field}: unknown speaker {line.speaker!r}; "
                                 f"speakers in voices: {', '.join(manifest.voices)} (add it under voices)")
-        chapters.append(ScriptChapter(index, chapter.title, prose, tuple(lines)))
+        chapters.append(ScriptChapter(index, chapter.title, prose, tuple(lines),
+                                      chapter.context or manifest.defaults.context))
     if problems:
         raise ManifestError(path, problems)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -43,6 +43,12 @@ UNSUPPORTED_SETTINGS = {
 }
 
 
+Context = Literal["none", "chain"]
+CONTEXT_HELP = ("chain: Higgs prompts each chunk with the one before it by the same speaker in the same chapter (its "
+                "text and audio), so an edit re-renders the rest of that chain; none: the voice's reference only. "
+                "Other engines ignore it.")
+
+
 class _OverrideMethods(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +68,7 @@ class Defaults(ParamOverrides):
     speaker_pause_duration: float = Field(0.6, ge=0, le=30, description="Silence between different speakers, s.")
     chunk_pause_duration: float = Field(0.3, ge=0, le=30, description="Silence between one speaker's chunks, s.")
     chunk_words: int | None = Field(None, ge=5, le=400, description="Word budget per longform chunk.")
+    context: Context = Field("none", description=CONTEXT_HELP)
 
 
 def spoken_text_problem(text: str) -> str | None:
@@ -146,6 +153,7 @@ class Chapter(BaseModel):
     speaker: str | None = Field(None, description="Who reads `text`; default: the first speaker in `voices`.")
     lines: list[Line] | None = Field(None, min_length=1)
     script: str | None = Field(None, min_length=1, max_length=1000, description="Path to a `[Speaker] text` file, relative to the manifest.")
+    context: Context | None = Field(None, description="This chapter's context, over defaults.context. " + CONTEXT_HELP)
 
     _text = field_validator("text")(lambda v: v if v is None else _non_empty(v))
 

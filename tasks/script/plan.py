@@ -43,6 +43,11 @@ class RenderJob:
     source: str
     key: str
     pronunciations: Entries = ()  # the manifest's entries that occur in `text` (engine/lexicon.py)
+    # Context chains: the take this chunk is prompted with (the same speaker's previous chunk in the chapter),
+    # its text, and the chunk's place in its chain (0 unchained or first): links render in order of `link`.
+    predecessor: str | None = None
+    predecessor_text: str | None = None
+    link: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,11 @@ def resolve_params(script: Script, speaker: str, line: ScriptLine) -> DecodingPa
 
 
 def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts, scene: str | None = None,
-              pronunciations: Entries = ()) -> str:
+              pronunciations: Entries = (), predecessor: str | None = None) -> str:
     """sha256 over everything that changes the sound, and nothing else (settings the engine ignores are out;
     the line's position is out, so inserting a line leaves the others' keys alone; only the pronunciations
-    that occur in the text are in, so editing one entry re-renders only the lines that contain it)."""
+    that occur in the text are in, so editing one entry re-renders only the lines that contain it; a chained
+    take's predecessor key is in, so an edit re-renders its chain from there on)."""
     material = {
         "text": text,
         "voice": voice.content_hash,
@@ -93,6 +99,8 @@ def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFact
         material["scene"] = normalise_text(scene or "")
     if pronunciations:  # absent when none applies: keys made before the lexicon existed stay valid
         material["pronunciations"] = [list(entry) for entry in pronunciations]
+    if predecessor:  # absent unless chained: unchained keys are what they were
+        material["predecessor"] = predecessor
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -103,6 +111,7 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
     jobs = []
     lexicons = speaker_lexicons(script.manifest)
     for chapter in script.chapters:
+        previous: dict[str, RenderJob] = {}  # speaker -> their last chunk so far in this chapter (chains)
         for line_index, line in enumerate(chapter.lines):
             voice = script.voices[line.speaker]
             facts = engines[speaker_engine[line.speaker]]
@@ -110,20 +119,40 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
             lexicon = lexicons[line.speaker]
             # Lines are chunked too: a 10,000-word line must not reach an engine in one piece.
             texts = chunk_text(line.text, budget)
+            chained = chapter.context == "chain" and "context" in facts.honours
             for chunk_index, text in enumerate(texts):
                 last = chunk_index == len(texts) - 1
                 said = tuple(e for e in matching_entries(text, lexicon) if facts.reads_phonemes or not is_phonemes(e[1]))
-                jobs.append(RenderJob(
+                before = previous.get(line.speaker) if chained else None
+                link = dict(predecessor=before.key, predecessor_text=before.text, link=before.link + 1) if before else {}
+                job = RenderJob(
                     chapter=chapter.index, line=line_index, chunk=chunk_index, speaker=line.speaker,
                     voice_id=voice.id, engine=facts.name, text=text, params=params,
                     pause_after=line.pause_after if last else None, source=line.source,
-                    key=cache_key(text, voice, params, facts, script.manifest.scene, said), pronunciations=said))
+                    key=cache_key(text, voice, params, facts, script.manifest.scene, said, link.get("predecessor")),
+                    pronunciations=said, **link)
+                jobs.append(job)
+                if chained:
+                    previous[line.speaker] = job
     return jobs
 
 
+def ignored_context(script: Script, engines: dict[str, EngineFacts], speaker_engine: dict[str, str]) -> list[str]:
+    """One message per engine that a chained chapter's speakers use but that ignores `context: chain`."""
+    ignoring: dict[str, list[int]] = {}
+    for chapter in script.chapters:
+        if chapter.context == "chain":
+            for name in {speaker_engine[line.speaker] for line in chapter.lines}:
+                if "context" not in engines[name].honours:
+                    ignoring.setdefault(name, []).append(chapter.index + 1)
+    return [f"engine {name!r} ignores `context: chain` (chapters {', '.join(map(str, chapters))}): its takes are "
+            "rendered from the voice reference alone and keep their cache keys" for name, chapters in ignoring.items()]
+
+
 def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_size: int | None = None) -> list[RenderBatch]:
-    """Jobs sharing (engine, voice, honoured parameters) go together, at most `batch_size` per batch (default:
-    what each engine declares), each key rendered once; batches keep the script order of their first job."""
+    """Jobs sharing (engine, voice, honoured parameters, chain link) go together, at most `batch_size` per batch
+    (default: what each engine declares), each key rendered once; batches run in order of link (a chain's
+    chunks after their predecessors; one batch holds the same link of many chains), then of script order."""
     groups: dict[tuple, list[RenderJob]] = {}
     seen: set[str] = set()
     for job in jobs:
@@ -131,13 +160,13 @@ def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_siz
             continue  # the same words in the same voice and settings: one take serves every place
         seen.add(job.key)
         honoured = json.dumps(job.params.honoured(engines[job.engine].honours), sort_keys=True)
-        groups.setdefault((job.engine, job.voice_id, honoured), []).append(job)
+        groups.setdefault((job.engine, job.voice_id, honoured, job.link), []).append(job)
     batches = []
-    for (engine, _, _), members in groups.items():
+    for (engine, _, _, link), members in groups.items():
         size = batch_size or engines[engine].batch_size
         for start in range(0, len(members), size):
             part = tuple(members[start:start + size])
-            batches.append((part[0].chapter, part[0].line, part[0].chunk, part))
-    batches.sort(key=lambda b: b[:3])
+            batches.append(((link, part[0].chapter, part[0].line, part[0].chunk), part))
+    batches.sort(key=lambda b: b[0])
     return [RenderBatch(i, part[0].engine, part[0].voice_id, part[0].params, part)
-            for i, (_, _, _, part) in enumerate(batches)]
+            for i, (_, part) in enumerate(batches)]

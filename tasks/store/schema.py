@@ -296,6 +296,14 @@ def _m010_pronunciations(con) -> None:
     con.execute("ALTER TABLE renders ADD COLUMN pronunciations VARCHAR")
 
 
+def _m011_decode_path_and_predecessor(con) -> None:
+    """How the engine decoded each take (Higgs: eager, static or static+compiled; NULL for engines that do not
+    say), and a chained take's predecessor: the cache key of the take it was prompted with."""
+    con.execute("ALTER TABLE renders ADD COLUMN decode_path VARCHAR")
+    con.execute("ALTER TABLE takes ADD COLUMN decode_path VARCHAR")
+    con.execute("ALTER TABLE renders ADD COLUMN predecessor VARCHAR")
+
+
 # Append only; never rename or reorder an applied migration.
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_runs_and_renders", _m001_runs_and_renders),
@@ -308,4 +316,5 @@ MIGRATIONS: list[tuple[str, Callable]] = [
     ("008_qa_rescores", _m008_qa_rescores),
     ("009_overrides_and_workers", _m009_overrides_and_workers),
     ("010_pronunciations", _m010_pronunciations),
+    ("011_decode_path_and_predecessor", _m011_decode_path_and_predecessor),
 ]
