@@ -114,6 +114,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         engine_class(args.engine)
     if args.watch and len(args.manifests) != 1:
         raise UserInputError("--watch takes one manifest")
+    from flows.server_check import require_api
+
+    require_api()  # a PREFECT_API_URL that answers nothing is refused before anything is written
     preflight(settings.output_dir, settings.database)
 
     from flows.local_server import prefect_api

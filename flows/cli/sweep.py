@@ -72,9 +72,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
 
     from flows.local_server import prefect_api
+    from flows.server_check import require_api
     from flows.sweep import sweep_manifest
 
     check_script(script, False, settings)  # the sweep's own scoring needs no QA model up front
+    require_api()
     preflight(settings.output_dir, settings.database)
     with prefect_api():
         result = sweep_manifest(manifest=str(args.manifest), grid={k: list(v) for k, v in spec.grid.items()},
