@@ -24,6 +24,7 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["VOICEBATCH_VOICES_DIR"] = str(ROOT / "voices")
+os.environ["VOICEBATCH_SERVER_PORT"] = "0"  # a reused server started by a test takes any free port, never 4200
 # Child processes (the CLI, Prefect workers and servers) import this checkout's code, also where the virtual
 # environment's editable install points at another checkout (a git worktree sharing one .venv).
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -174,6 +175,10 @@ def stop_local_server(home: str | Path) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    stop_local_server(CLI_PREFECT_HOME)
+    from flows.local_server import send_pending_records
+
+    send_pending_records()  # this process's own logs and events, while the servers they go to still run
+    for home in (CLI_PREFECT_HOME, _PREFECT_HOME):  # the CLI's, and the one the CLI run in this process reuses
+        stop_local_server(home)
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
     shutil.rmtree(CLI_PREFECT_HOME, ignore_errors=True)

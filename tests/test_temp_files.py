@@ -14,7 +14,7 @@ def test_only_the_temp_files_of_dead_processes_of_this_host_are_removed(tmp_path
     takes = tmp_path / "takes"
     takes.mkdir()
     # A writer that dies (SIGKILL-style: no clean-up) with its temporary file open.
-    code = ("import os, sys; from pathlib import Path; from tasks.temp_files import make_temp_beside; "
+    code = ("import os, sys; from pathlib import Path; from tasks.core.files import make_temp_beside; "
             "fd, tmp = make_temp_beside(Path(sys.argv[1])); print(tmp); os._exit(0)")
     done = subprocess.run([sys.executable, "-c", code, str(takes / "a.wav")], capture_output=True, text=True,
                           check=True, cwd=os.getcwd())

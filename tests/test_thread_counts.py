@@ -16,7 +16,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 def _delivered(out) -> dict[str, str]:
     """sha256 of every normalised take and every file of the book's folder (chapters, book, encodes)."""
-    files = [*out.glob("takes/normalised/*/??/*.wav"), *(out / "the-lighthouse-dialogue").rglob("*")]
+    files = [*out.glob(".voicebatch/takes/normalised/*/??/*.wav"), *(out / "the-lighthouse-dialogue").rglob("*")]
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files if p.is_file()}
 
 
@@ -32,7 +32,7 @@ def test_normalised_takes_chapters_and_book_are_the_same_bytes_under_any_thread_
         assert done.returncode == 0, done.stderr
         results[count] = _delivered(out)
     single = results["1"]
-    assert any(name.startswith("takes/normalised/") for name in single)
+    assert any(name.startswith(".voicebatch/takes/normalised/") for name in single)
     assert any(name.startswith("the-lighthouse-dialogue/") and name.endswith(".wav") for name in single)
     for count, files in results.items():
         assert files.keys() == single.keys(), count
