@@ -11,6 +11,7 @@ from tasks.core.audio_format import SAMPLE_RATE
 FADE_SECONDS = 0.008  # long enough to hide a step at a join, short enough not to eat a consonant
 CHAPTER_GAP_SECONDS = 2.0  # silence between chapters in the whole-book file
 ROOM_TONE_CUTOFF_HZ = 1500.0  # a dull, even hiss: what a quiet room sounds like through a microphone
+ROOM_TONE_PIECE_SAMPLES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,31 @@ def assemble_chapter(segments: list[Segment], speaker_pause: float, chunk_pause:
 def room_tone(samples: int, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Low-passed noise at an RMS level: the sound of a quiet room instead of digital silence. Deterministic
     for a seed, so a re-run writes the same file."""
+    return add_room_tone(np.zeros(max(samples, 0), np.float32), level_dbfs, seed, rate)
+
+
+def add_room_tone(audio: np.ndarray, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """room_tone() added to float32 `audio` in place (and returned). The noise is made twice in pieces, once
+    to read its level and once to add it at the level asked for: a chapter-long bed is never held whole."""
     from scipy.signal import lfilter
 
-    if samples <= 0:
-        return np.zeros(0, np.float32)
     pole = float(np.exp(-2 * np.pi * ROOM_TONE_CUTOFF_HZ / rate))
-    # float32 throughout: a chapter-long bed is millions of samples, and -60 dBFS noise needs no more precision
-    noise = lfilter(np.float32([1 - pole]), np.float32([1, -pole]),
-                    np.random.default_rng(seed).standard_normal(samples, dtype=np.float32))
-    rms = float(np.sqrt(np.mean(np.square(noise), dtype=np.float64)))
-    noise *= np.float32(10 ** (level_dbfs / 20) / max(rms, 1e-12))
-    return noise.astype(np.float32, copy=False)
+
+    def pieces():
+        rng, state = np.random.default_rng(seed), np.zeros(1, np.float32)
+        for start in range(0, audio.size, ROOM_TONE_PIECE_SAMPLES):
+            white = rng.standard_normal(min(ROOM_TONE_PIECE_SAMPLES, audio.size - start), dtype=np.float32)
+            noise, state = lfilter(np.float32([1 - pole]), np.float32([1, -pole]), white, zi=state)
+            yield start, noise
+
+    if audio.size == 0:
+        return audio
+    power = sum(float(np.dot(noise.astype(np.float64), noise.astype(np.float64))) for _, noise in pieces())
+    scale = np.float32(10 ** (level_dbfs / 20) / max(float(np.sqrt(power / audio.size)), 1e-12))
+    for start, noise in pieces():
+        noise *= scale
+        audio[start:start + noise.size] += noise
+    return audio
 
 
 def with_room_tone(audio: np.ndarray, level_dbfs: float | None, head: float = 0.0, tail: float = 0.0,
@@ -79,7 +94,7 @@ def with_room_tone(audio: np.ndarray, level_dbfs: float | None, head: float = 0.
                              np.zeros(round(tail * rate), np.float32)])
     if level_dbfs is None:
         return padded
-    return padded + room_tone(padded.size, level_dbfs, seed, rate)
+    return add_room_tone(padded, level_dbfs, seed, rate)
 
 
 def gap_audio(gap: float, room_tone_dbfs: float | None, rate: int = SAMPLE_RATE) -> np.ndarray:

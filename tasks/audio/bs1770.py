@@ -1,11 +1,14 @@
 """BS.1770-4 integrated loudness and EBU Tech 3342 loudness range, vectorised. The same K-weighting filters,
-block bounds and gates as pyloudnorm (its filter designs are used as they are), but the signal is summed
-once between block edges instead of once per block in a Python loop, and both filters run in one pass: a
-chapter is measured in tens of milliseconds instead of seconds, which matters because normalisation
-measures every take and every chapter several times. Pure numpy in and out."""
+block bounds and gates as pyloudnorm (its filter designs are used as they are), but every block's energy is
+a difference of two running sums instead of a sum per block in a Python loop, and both filters run in one
+pass: a chapter is measured in tens of milliseconds instead of seconds, which matters because normalisation
+measures every take and every chapter several times. The audio streams through the filters in pieces, so a
+long chapter is measured without float64 copies of all of it. Pure numpy in and out."""
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -40,23 +43,49 @@ def k_weighted_squares(audio: np.ndarray, rate: int) -> np.ndarray:
     return np.square(weighted, out=weighted)
 
 
-def block_mean_squares(squares: np.ndarray, rate: int, block: float, overlap: float) -> np.ndarray:
-    """Mean square of every gating block, with pyloudnorm's block count and bounds (int of the same float
-    expressions), so the same samples fall in each block. The signal is summed once, between consecutive
-    block edges; each block is then a sum of a few of those pieces."""
-    samples = squares.size
+CHUNK_SAMPLES = 1 << 20  # long audio goes through the filters this many samples at a time (~44 s at 24 kHz)
+
+
+def float_chunks(audio: np.ndarray, size: int = CHUNK_SAMPLES) -> Iterator[np.ndarray]:
+    """The audio as float64 pieces in order: a chapter is measured without a float64 copy of all of it."""
+    for start in range(0, audio.size, size):
+        yield np.asarray(audio[start:start + size], dtype=np.float64)
+
+
+def block_bounds(samples: int, rate: int, block: float, overlap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end sample of every gating block, with pyloudnorm's block count and bounds (int of the same
+    float expressions), so the same samples fall in each block."""
     step = 1.0 - overlap
     count = int(np.round(((samples / rate - block) / (block * step)))) + 1
     if count <= 0:
-        return np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     j = np.arange(count)
     lower = np.minimum((block * (j * step) * rate).astype(np.int64), samples)
     upper = np.minimum((block * (j * step + 1) * rate).astype(np.int64), samples)
-    edges = np.unique(np.concatenate([lower, upper, [0, samples]]))
-    pieces = np.add.reduceat(squares, edges[:-1]) if samples else np.zeros(0)
-    running = np.concatenate([[0.0], np.cumsum(pieces)])  # running[i]: the sum up to edges[i]
-    energy = running[np.searchsorted(edges, upper)] - running[np.searchsorted(edges, lower)]
-    return np.maximum(energy, 0.0) / (block * rate)  # a difference of sums can dip below 0 by rounding
+    return lower, upper
+
+
+class RunningSums:
+    """The sum of a signal from its start up to each of some sample positions, fed to it piece by piece: every
+    block's energy is then a difference of two such sums, and the signal is never held whole."""
+
+    def __init__(self, positions: np.ndarray):
+        self.positions = np.unique(positions)
+        self.sums = np.zeros(self.positions.size)
+        self.total, self.offset = 0.0, 0
+
+    def add(self, values: np.ndarray) -> None:
+        start, end = self.offset, self.offset + values.size
+        lo, hi = np.searchsorted(self.positions, [start, end], side="right")  # positions in (start, end]
+        running = np.cumsum(values)
+        if hi > lo:
+            self.sums[lo:hi] = self.total + running[self.positions[lo:hi] - start - 1]
+        self.total += float(running[-1]) if running.size else 0.0
+        self.offset = end
+
+    def between(self, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        at = lambda p: self.sums[np.searchsorted(self.positions, p)]  # noqa: E731
+        return np.maximum(at(upper) - at(lower), 0.0)  # a difference of sums can dip below 0 by rounding
 
 
 def _lufs(mean_square: np.ndarray | float) -> np.ndarray | float:
@@ -78,7 +107,7 @@ def gated_loudness(z: np.ndarray) -> float:
 
 def integrated_loudness(audio: np.ndarray, rate: int) -> float:
     """BS.1770-4 integrated loudness (LUFS) of mono audio at least one gating block long."""
-    return gated_loudness(block_mean_squares(k_weighted_squares(audio, rate), rate, BLOCK_SECONDS, BLOCK_OVERLAP))
+    return _measured(audio, rate, with_range=False)[0]
 
 
 def loudness_range(audio: np.ndarray, rate: int) -> float | None:
@@ -89,16 +118,35 @@ def loudness_range(audio: np.ndarray, rate: int) -> float | None:
 def integrated_and_range(audio: np.ndarray, rate: int) -> tuple[float, float | None]:
     """integrated_loudness (of audio at least one gating block long) and loudness_range, K-weighted once: the
     filter is causal, so the squares of the audio with LRA's trailing silence begin with the audio's own."""
-    x = np.asarray(audio, dtype=np.float64)
-    padded = np.concatenate([x, np.zeros(int(LRA_TRAILING_SILENCE_SECONDS * rate))])
-    squares = k_weighted_squares(padded, rate)
-    integrated = gated_loudness(block_mean_squares(squares[:x.size], rate, BLOCK_SECONDS, BLOCK_OVERLAP))
-    return integrated, (range_of(squares, rate) if padded.size >= LRA_BLOCK_SECONDS * rate else None)
+    return _measured(audio, rate, with_range=True)
 
 
-def range_of(squares: np.ndarray, rate: int) -> float | None:
-    """Loudness range from the K-weighted squares of the audio with its trailing silence."""
-    z = block_mean_squares(squares, rate, LRA_BLOCK_SECONDS, LRA_OVERLAP)
+def _measured(audio: np.ndarray, rate: int, with_range: bool) -> tuple[float, float | None]:
+    """One streaming pass of the K-weighting filter (its state carried from piece to piece) feeding the
+    running sums that the gating blocks, and with `with_range` the short-term blocks, are read from."""
+    from scipy.signal import sosfilt
+
+    samples, trailing = audio.size, int(LRA_TRAILING_SILENCE_SECONDS * rate)
+    gate = block_bounds(samples, rate, BLOCK_SECONDS, BLOCK_OVERLAP)
+    short_term = (block_bounds(samples + trailing, rate, LRA_BLOCK_SECONDS, LRA_OVERLAP)
+                  if with_range and samples + trailing >= LRA_BLOCK_SECONDS * rate else None)
+    sums = RunningSums(np.concatenate([*gate, *(short_term or ())]))
+    sos = _k_weighting(rate)
+    state = np.zeros((sos.shape[0], 2))
+    pieces = float_chunks(audio)
+    if short_term is not None:
+        pieces = itertools.chain(pieces, [np.zeros(trailing)])
+    for piece in pieces:
+        weighted, state = sosfilt(sos, piece, zi=state)
+        sums.add(np.square(weighted, out=weighted))
+    integrated = gated_loudness(sums.between(*gate) / (BLOCK_SECONDS * rate))
+    if short_term is None:
+        return integrated, None
+    return integrated, range_from_blocks(sums.between(*short_term) / (LRA_BLOCK_SECONDS * rate))
+
+
+def range_from_blocks(z: np.ndarray) -> float | None:
+    """Loudness range from the mean squares of the short-term blocks."""
     loud = _lufs(z)
     loud = loud[loud >= ABSOLUTE_GATE_LUFS]
     if loud.size == 0:

@@ -11,6 +11,7 @@ TRUE_PEAK_RATE = 192_000  # Hz: BS.1770-4 oversamples 48 kHz audio 4x; lower rat
 LOOKAHEAD_SECONDS = 0.010  # gain reaches its floor this long before a peak and recovers as fast after it
 REACH = 10  # input samples each side that one oversampled point depends on (resample_poly's 10 per phase)
 BLOCK_SAMPLES = 4096  # interpolate this many samples at a time: small enough to stay in cache
+PEAK_PIECE_SAMPLES = 256 * BLOCK_SAMPLES  # a peak reading holds an envelope of this many samples at a time
 
 
 def oversampling_factor(rate: int) -> int:
@@ -46,8 +47,10 @@ def true_peak_envelope(audio: np.ndarray, rate: int, floor: float | None = None)
     With `floor`, blocks where no oversampled point can exceed it (the interpolation filter's gain bounds
     them by the largest sample nearby: pauses, room tone, quiet passages) are not interpolated and keep the
     samples' own magnitudes, also <= floor. So the maximum, and every value above `floor`, stay exact."""
-    x = np.asarray(audio, dtype=np.float32)  # float32 is ample for a peak reading
-    env = np.abs(x).astype(np.float64)
+    x = np.asarray(audio, dtype=np.float32)  # float32 is ample for a peak reading, and it is what is computed
+    env = np.abs(x)
+    if env is x:  # np.abs of an empty array can hand back the array itself
+        env = env.copy()
     factor = oversampling_factor(rate)
     if factor == 1 or x.size == 0:
         return env
@@ -85,49 +88,76 @@ def exact_above(audio: np.ndarray, threshold: float) -> float:
     return min(threshold, float(np.max(np.abs(audio)))) if np.size(audio) else threshold
 
 
+def true_peak(audio: np.ndarray, rate: int) -> float:
+    """Largest oversampled magnitude (0 for silence), read piece by piece with the REACH samples either side
+    that each piece's points depend on, so a chapter is never interpolated whole."""
+    audio = np.asarray(audio)
+    peak = 0.0
+    for start in range(0, audio.size, PEAK_PIECE_SAMPLES):
+        lo, hi = max(0, start - REACH), min(audio.size, start + PEAK_PIECE_SAMPLES + REACH)
+        around = audio[lo:hi]
+        env = true_peak_envelope(around, rate, floor=float(np.max(np.abs(around))))
+        peak = max(peak, float(env[start - lo:start - lo + min(PEAK_PIECE_SAMPLES, audio.size - start)].max()))
+    return peak
+
+
 def true_peak_dbtp(audio: np.ndarray, rate: int) -> float:
     """Largest oversampled magnitude in dBTP (-inf for silence)."""
-    if not np.size(audio):
-        return float("-inf")
-    peak = float(true_peak_envelope(audio, rate, floor=float(np.max(np.abs(audio)))).max())
+    peak = true_peak(audio, rate)
     return 20 * math.log10(peak) if peak > 0 else float("-inf")
 
 
 def limit_true_peak(audio: np.ndarray, ceiling_dbtp: float, rate: int, envelope: np.ndarray | None = None,
-                    lookahead: float = LOOKAHEAD_SECONDS) -> np.ndarray:
+                    lookahead: float = LOOKAHEAD_SECONDS, envelope_scale: float = 1.0,
+                    in_place: bool = False) -> np.ndarray:
     """Peaks above the ceiling brought down by a smooth gain curve (minimum filter over the look-ahead, then a
     moving average of the same width, so the gain at every peak is at most what that peak needs). `envelope`
-    (the audio's true_peak_envelope) saves recomputing it; the result is not verified: see enforce_ceiling."""
+    (the true_peak_envelope of the audio, or of the audio before a gain of `envelope_scale`) saves recomputing
+    it; the result is not verified: see enforce_ceiling. The curve is computed only around the peaks that
+    need it (elsewhere the gain is 1), so a chapter with a few loud peaks costs a few short stretches. With
+    `in_place` (and float32 audio) the audio itself is limited and returned, not a copy."""
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-    x = np.asarray(audio, dtype=np.float64)
+    out = np.asarray(audio, dtype=np.float32) if in_place else np.array(audio, dtype=np.float32)
     threshold = 10 ** (ceiling_dbtp / 20)
-    if x.size == 0:
-        return x.astype(np.float32)
-    # Gain is only taken where the envelope is over threshold * 0.995, so it needs to be exact only there.
-    env = true_peak_envelope(x, rate, floor=exact_above(x, threshold * 0.995)) if envelope is None else envelope
-    if env.max() <= threshold:
-        return x.astype(np.float32)
-    # Aim a hair under the ceiling: the gain curve itself slightly reshapes inter-sample peaks.
-    need = np.minimum(1.0, threshold * 0.995 / np.maximum(env, 1e-12))
+    if out.size == 0:
+        return out
+    if envelope is None:  # gain is only taken where the envelope is over threshold * 0.995: exact there
+        envelope, envelope_scale = true_peak_envelope(out, rate, floor=exact_above(out, threshold * 0.995)), 1.0
+    if float(envelope.max()) * envelope_scale <= threshold:
+        return out
+    # Where the curve dips under 1: a float32 pre-selection, then the float64 test the curve itself makes.
+    near = np.flatnonzero(envelope > threshold * 0.995 / envelope_scale * 0.999)
+    over = near[envelope[near].astype(np.float64) * envelope_scale > threshold * 0.995]
     width = 2 * max(1, int(lookahead * rate)) + 1
-    gain = uniform_filter1d(minimum_filter1d(need, width, mode="nearest"), width, mode="nearest")
-    return (x * gain).astype(np.float32)
+    margin = 2 * width  # beyond the filters' reach: the curve is 1 at a stretch's edges, as it is past them
+    breaks = np.flatnonzero(np.diff(over) > 2 * margin)
+    for first, last in zip(over[np.r_[0, breaks + 1]], over[np.r_[breaks, over.size - 1]]):
+        lo, hi = max(0, first - margin), min(out.size, last + margin + 1)
+        env = envelope[lo:hi].astype(np.float64) * envelope_scale
+        # Aim a hair under the ceiling: the gain curve itself slightly reshapes inter-sample peaks.
+        need = np.minimum(1.0, threshold * 0.995 / np.maximum(env, 1e-12))
+        gain = uniform_filter1d(minimum_filter1d(need, width, mode="nearest"), width, mode="nearest")
+        out[lo:hi] = out[lo:hi].astype(np.float64) * gain
+    return out
 
 
 def enforce_ceiling(audio: np.ndarray, ceiling_dbtp: float, rate: int) -> tuple[np.ndarray, float]:
     """The audio with its true peak verified under the ceiling (what the limiter's curve left over removed by
-    plain gain, never by clipping), and that true peak in dBTP."""
-    out = np.asarray(audio, dtype=np.float64)
+    plain gain, never by clipping), and that true peak in dBTP. Float32 audio already under the ceiling is
+    returned as it is, not copied."""
+    out = np.asarray(audio, dtype=np.float32)
     threshold = 10 ** (ceiling_dbtp / 20)
     if not out.size:
-        return out.astype(np.float32), float("-inf")
+        return out, float("-inf")
     env = true_peak_envelope(out, rate, floor=exact_above(out, threshold * 0.995))
     peak = float(env.max())
+    if peak <= threshold:
+        return out, 20 * math.log10(peak) if peak > 0 else float("-inf")
+    out = limit_true_peak(out, ceiling_dbtp, rate, envelope=env)
+    del env
+    peak = true_peak(out, rate)
     if peak > threshold:
-        out = limit_true_peak(out, ceiling_dbtp, rate, envelope=env).astype(np.float64)
-        peak = float(true_peak_envelope(out, rate, floor=float(np.max(np.abs(out)))).max())
-    if peak > threshold:
-        out *= threshold * 0.995 / peak
+        out = (out * np.float64(threshold * 0.995 / peak)).astype(np.float32)
         peak *= threshold * 0.995 / peak
-    return out.astype(np.float32), (20 * math.log10(peak) if peak > 0 else float("-inf"))
+    return out, 20 * math.log10(peak)

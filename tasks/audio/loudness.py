@@ -98,33 +98,41 @@ def _db(power_or_amplitude: float, power: bool = False) -> float:
 def integrated_lufs(audio: np.ndarray, rate: int) -> float:
     """BS.1770-4 integrated (gated) loudness. A take shorter than one gating block is measured repeated to
     that length, which keeps its mean square: the loudness of the take itself, ungated."""
-    x = np.asarray(audio, dtype=np.float64)
-    if x.size == 0 or not np.any(x):
+    audio = np.asarray(audio)
+    if audio.size == 0 or not np.any(audio):
         return float("-inf")
     block = int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1
-    if x.size < block:
-        x = np.tile(x, block // x.size + 1)
-    return bs1770.integrated_loudness(x, rate)
+    if audio.size < block:
+        audio = np.tile(np.asarray(audio, dtype=np.float64), block // audio.size + 1)
+    return bs1770.integrated_loudness(audio, rate)
 
 
 def loudness_range(audio: np.ndarray, rate: int) -> float | None:
     """EBU Tech 3342 loudness range in LU; None when the audio is too short or quiet to have one."""
-    value = bs1770.loudness_range(np.asarray(audio, dtype=np.float64), rate)
+    value = bs1770.loudness_range(audio, rate)
     return None if value is None or not np.isfinite(value) else value
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
-    x = np.asarray(audio, dtype=np.float64)
-    return _db(float(np.mean(x**2)) if x.size else 0.0, power=True)
+    audio = np.asarray(audio)
+    power = sum(float(np.dot(piece, piece)) for piece in bs1770.float_chunks(audio))
+    return _db(power / audio.size if audio.size else 0.0, power=True)
+
+
+def sample_peak_dbfs(audio: np.ndarray) -> float:
+    audio = np.asarray(audio)
+    return _db(max((float(np.max(np.abs(piece))) for piece in bs1770.float_chunks(audio)), default=0.0))
 
 
 def noise_floor_dbfs(audio: np.ndarray, rate: int) -> float:
     """RMS level of the quietest 50 ms windows (the pauses); -inf when they are digital silence."""
-    x = np.asarray(audio, dtype=np.float64)
+    audio = np.asarray(audio)
     n = max(1, int(NOISE_WINDOW_SECONDS * rate))
-    if x.size < n:
-        return rms_dbfs(x)
-    power = np.mean(x[: x.size // n * n].reshape(-1, n) ** 2, axis=1)
+    if audio.size < n:
+        return rms_dbfs(audio)
+    whole = audio[: audio.size // n * n]
+    power = np.concatenate([np.mean(np.square(piece).reshape(-1, n), axis=1)
+                            for piece in bs1770.float_chunks(whole, size=n * (bs1770.CHUNK_SAMPLES // n))])
     return _db(float(np.percentile(power, NOISE_PERCENTILE)), power=True)
 
 
@@ -170,13 +178,14 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
         if acts_at / scale < exact_from:  # 6 dB to spare: later rounds, which raise the gain, reuse it
             exact_from = exact_above(x, acts_at / scale / 2)
             envelope = true_peak_envelope(x, rate, floor=exact_from)
-        out = limit_true_peak(x * scale, target.limit_at, rate, envelope=envelope * scale)
+        out = None  # the previous round's audio is not needed beside the next one
+        out = limit_true_peak(x * scale, target.limit_at, rate, envelope=envelope, envelope_scale=scale, in_place=True)
         now = level(out, target.mode, rate)
         if abs(gain - previous_gain) > 1e-3:
             slope = float(np.clip((now - previous_level) / (gain - previous_gain), 0.25, 1.0))
     checked, peak = enforce_ceiling(out, target.limit_at, rate)
-    after = now if np.array_equal(checked, out) else level(checked, target.mode, rate)  # unchanged: already measured
-    return checked, Adjustment(before, gain, after, peak)
+    after = now if checked is out else level(checked, target.mode, rate)  # unchanged: already measured
+    return (x.copy() if checked is x else checked), Adjustment(before, gain, after, peak)
 
 
 @dataclass(frozen=True)
@@ -234,15 +243,15 @@ def on_target(measured: LoudnessReport, target: LoudnessTarget) -> bool:
 
 
 def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessReport:
-    x = np.asarray(audio, dtype=np.float64)
-    if x.size >= int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1 and np.any(x):  # a chapter: K-weighted once
-        integrated, lra = bs1770.integrated_and_range(x, rate)
+    """Every meter of the report, each reading the audio piece by piece (a chapter is never copied whole)."""
+    audio = np.asarray(audio)
+    if audio.size >= int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1 and np.any(audio):  # a chapter: K-weighted once
+        integrated, lra = bs1770.integrated_and_range(audio, rate)
         lra = None if lra is None or not np.isfinite(lra) else lra
     else:
-        integrated, lra = integrated_lufs(x, rate), loudness_range(x, rate)
-    values = dict(integrated_lufs=integrated, rms_dbfs=rms_dbfs(x), true_peak_dbtp=true_peak_dbtp(x, rate),
-                  sample_peak_dbfs=_db(float(np.max(np.abs(x))) if x.size else 0.0),
-                  noise_floor_dbfs=noise_floor_dbfs(x, rate))
-    problems = check(values, target) + length_problems(x.size / rate, target)
+        integrated, lra = integrated_lufs(audio, rate), loudness_range(audio, rate)
+    values = dict(integrated_lufs=integrated, rms_dbfs=rms_dbfs(audio), true_peak_dbtp=true_peak_dbtp(audio, rate),
+                  sample_peak_dbfs=sample_peak_dbfs(audio), noise_floor_dbfs=noise_floor_dbfs(audio, rate))
+    problems = check(values, target) + length_problems(audio.size / rate, target)
     return LoudnessReport(loudness_range_lu=lra, passed=not problems, problems=tuple(problems),
                           **values)

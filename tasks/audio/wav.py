@@ -13,6 +13,8 @@ from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import VoicebatchError
 from tasks.core.files import write_bytes_atomic
 
+PCM_PIECE_SAMPLES = 1 << 20
+
 
 def write_wav_atomic(path: Path, audio: np.ndarray, subtype: str = "PCM_16", sample_rate: int = SAMPLE_RATE) -> str:
     """Write a mono WAV so that `path` is either absent or complete; returns its sha256."""
@@ -51,8 +53,14 @@ def read_pcm16(path: Path) -> np.ndarray:
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1) as 16-bit integers, rounded to the nearest step of the scale reading uses."""
-    return np.clip(np.rint(np.asarray(audio, np.float32) * np.float32(32768)), -32768, 32767).astype(np.int16)
+    """Float samples in [-1, 1) as 16-bit integers, rounded to the nearest step of the scale reading uses
+    (converted in pieces: a chapter needs no float temporaries of its whole length)."""
+    audio = np.asarray(audio)
+    samples = np.empty(audio.size, np.int16)
+    for start in range(0, audio.size, PCM_PIECE_SAMPLES):
+        piece = np.asarray(audio[start:start + PCM_PIECE_SAMPLES], np.float32) * np.float32(32768)
+        samples[start:start + piece.size] = np.clip(np.rint(piece, out=piece), -32768, 32767)
+    return samples.reshape(audio.shape)
 
 
 def from_pcm16(samples: np.ndarray) -> np.ndarray:

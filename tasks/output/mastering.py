@@ -41,7 +41,7 @@ class MasteredChapter:
     gain_db: float  # the whole-chapter correction after assembly
 
 
-NORMALISATION_VERSION = 2  # bump when normalise() changes the bytes it writes: old normalised takes are then not reused
+NORMALISATION_VERSION = 3  # bump when normalise() changes the bytes it writes: old normalised takes are then not reused
 
 
 def target_id(target: LoudnessTarget) -> str:
@@ -98,8 +98,11 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
     measured = report(from_pcm16(samples), target, SAMPLE_RATE)
     gain_db = 0.0
     if not on_target(measured, target):
+        del samples  # only one whole-chapter copy beside the ones normalisation needs
         corrected, adj = normalise(audio, target, SAMPLE_RATE)
+        del audio
         samples, gain_db = to_pcm16(corrected), adj.gain_db
+        del corrected
         measured = report(from_pcm16(samples), target, SAMPLE_RATE)
     digest = write_wav_atomic(path, samples)
     output = OutputFile("chapter", index, title, str(path), digest, samples.size / SAMPLE_RATE)
