@@ -60,10 +60,12 @@ def true_peak_envelope(audio: np.ndarray, rate: int, floor: float | None = None)
         todo = range(blocks)
     else:  # block maxima; a block's neighbours cover the REACH samples either side of it
         block_max = np.zeros(blocks + 2, np.float32)
-        block_max[1:-1] = np.pad(np.abs(x), (0, blocks * BLOCK_SAMPLES - x.size)).reshape(blocks, -1).max(axis=1)
+        whole = x.size // BLOCK_SAMPLES * BLOCK_SAMPLES  # env holds |x| already: its blocks, then the rest
+        block_max[1:1 + whole // BLOCK_SAMPLES] = env[:whole].reshape(-1, BLOCK_SAMPLES).max(axis=1)
+        if whole < x.size:
+            block_max[-2] = env[whole:].max()
         nearby = np.maximum(np.maximum(block_max[:-2], block_max[1:-1]), block_max[2:])
         todo = np.flatnonzero(nearby * gain_bound > floor)
-    padded = np.pad(x, REACH)
     taps = 2 * REACH + 1
     between = np.empty((factor, BLOCK_SAMPLES), np.float32)  # (phases, samples)
     term = np.empty_like(between)
@@ -74,18 +76,35 @@ def true_peak_envelope(audio: np.ndarray, rate: int, floor: float | None = None)
         lo, hi = b * BLOCK_SAMPLES, min((b + 1) * BLOCK_SAMPLES, x.size)
         out, step = between[:, :hi - lo], term[:, :hi - lo]
         out.fill(0.0)
-        for d in range(taps):  # padded[lo + d + i] is x[lo + i + d - REACH]
-            np.multiply(weights[:, d, None], padded[None, lo + d:hi + d], out=step)
+        around = _around(x, lo, hi)
+        for d in range(taps):  # around[d + i] is x[lo + i + d - REACH]
+            np.multiply(weights[:, d, None], around[None, d:d + hi - lo], out=step)
             out += step
         np.abs(out, out=out)
         np.maximum(env[lo:hi], np.maximum.reduce(out, axis=0), out=env[lo:hi])
     return env
 
 
+def _around(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """x[lo - REACH:hi + REACH], with zeros where that reaches past either end (a view where it does not)."""
+    if lo >= REACH and hi + REACH <= x.size:
+        return x[lo - REACH:hi + REACH]
+    out = np.zeros(hi - lo + 2 * REACH, np.float32)
+    start = max(0, lo - REACH)
+    piece = x[start:hi + REACH]
+    out[start - (lo - REACH):start - (lo - REACH) + piece.size] = piece
+    return out
+
+
 def exact_above(audio: np.ndarray, threshold: float) -> float:
     """The floor under which a peak reading may be approximate when only the maximum and the values above
     `threshold` matter: the maximum stays exact because it is at least the largest sample."""
-    return min(threshold, float(np.max(np.abs(audio)))) if np.size(audio) else threshold
+    return min(threshold, largest_magnitude(audio)) if np.size(audio) else threshold
+
+
+def largest_magnitude(audio: np.ndarray) -> float:
+    """max(|audio|) without an |audio| copy of a whole chapter."""
+    return max(float(np.max(audio)), -float(np.min(audio)))
 
 
 def true_peak(audio: np.ndarray, rate: int) -> float:

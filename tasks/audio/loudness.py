@@ -183,6 +183,7 @@ def normalise(audio: np.ndarray, target: LoudnessTarget, rate: int) -> tuple[np.
         now = level(out, target.mode, rate)
         if abs(gain - previous_gain) > 1e-3:
             slope = float(np.clip((now - previous_level) / (gain - previous_gain), 0.25, 1.0))
+    del envelope  # the ceiling check reads the result's own
     checked, peak = enforce_ceiling(out, target.limit_at, rate)
     after = now if checked is out else level(checked, target.mode, rate)  # unchanged: already measured
     return (x.copy() if checked is x else checked), Adjustment(before, gain, after, peak)
