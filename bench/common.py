@@ -60,15 +60,11 @@ def prepare_environment() -> Path:
     os.environ.setdefault("VOICEBATCH_VOICES_DIR", str(ROOT / "voices"))
     # Render lanes are machine-wide file locks: a private folder keeps other processes' renders out of the timing.
     os.environ.setdefault("VOICEBATCH_LANE_DIR", str(scratch / "lanes"))
-    atexit.register(_stop_reused_server, Path(os.environ["PREFECT_HOME"]))  # runs before the scratch is removed
+    from flows.local_server import stop_server  # imported now: at exit, imports that start threads fail
+
+    # The local Prefect server that the bench's renders started and reused: stopped before the scratch goes.
+    atexit.register(stop_server, Path(os.environ["PREFECT_HOME"]))
     return scratch
-
-
-def _stop_reused_server(home: Path) -> None:
-    """The local Prefect server that the bench's renders started and reused: nothing is left running."""
-    from flows.local_server import stop_server
-
-    stop_server(home)
 
 
 def save(name: str, results: dict) -> None:
