@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -35,12 +35,18 @@ def _k_weighting(rate: int) -> np.ndarray:
     return np.array(sections)
 
 
-def k_weighted_squares(audio: np.ndarray, rate: int) -> np.ndarray:
-    """The K-weighted signal, squared."""
+def k_weighted_sums(pieces: Iterable[np.ndarray], rate: int, positions: np.ndarray) -> "RunningSums":
+    """The running sums of the K-weighted signal's squares at `positions`, from the audio given in pieces
+    (the filter's state carried from piece to piece): nothing the length of the audio is held."""
     from scipy.signal import sosfilt
 
-    weighted = sosfilt(_k_weighting(rate), np.asarray(audio, dtype=np.float64))
-    return np.square(weighted, out=weighted)
+    sums = RunningSums(positions)
+    sos = _k_weighting(rate)
+    state = np.zeros((sos.shape[0], 2))
+    for piece in pieces:
+        weighted, state = sosfilt(sos, np.asarray(piece, dtype=np.float64), zi=state)
+        sums.add(np.square(weighted, out=weighted))
+    return sums
 
 
 CHUNK_SAMPLES = 1 << 20  # long audio goes through the filters this many samples at a time (~44 s at 24 kHz)
@@ -124,21 +130,14 @@ def integrated_and_range(audio: np.ndarray, rate: int) -> tuple[float, float | N
 def _measured(audio: np.ndarray, rate: int, with_range: bool) -> tuple[float, float | None]:
     """One streaming pass of the K-weighting filter (its state carried from piece to piece) feeding the
     running sums that the gating blocks, and with `with_range` the short-term blocks, are read from."""
-    from scipy.signal import sosfilt
-
     samples, trailing = audio.size, int(LRA_TRAILING_SILENCE_SECONDS * rate)
     gate = block_bounds(samples, rate, BLOCK_SECONDS, BLOCK_OVERLAP)
     short_term = (block_bounds(samples + trailing, rate, LRA_BLOCK_SECONDS, LRA_OVERLAP)
                   if with_range and samples + trailing >= LRA_BLOCK_SECONDS * rate else None)
-    sums = RunningSums(np.concatenate([*gate, *(short_term or ())]))
-    sos = _k_weighting(rate)
-    state = np.zeros((sos.shape[0], 2))
     pieces = float_chunks(audio)
     if short_term is not None:
         pieces = itertools.chain(pieces, [np.zeros(trailing)])
-    for piece in pieces:
-        weighted, state = sosfilt(sos, piece, zi=state)
-        sums.add(np.square(weighted, out=weighted))
+    sums = k_weighted_sums(pieces, rate, np.concatenate([*gate, *(short_term or ())]))
     integrated = gated_loudness(sums.between(*gate) / (BLOCK_SECONDS * rate))
     if short_term is None:
         return integrated, None

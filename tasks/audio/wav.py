@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,13 @@ def write_fix(err: OSError) -> str:
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return audio.mean(axis=1), rate
+
+
+def mono_blocks(path: Path, size: int = PCM_PIECE_SAMPLES) -> tuple[int, int, Iterator[np.ndarray]]:
+    """A WAV's sample count, its rate, and its samples (as read_mono reads them) block by block."""
+    info = sf.info(str(path))
+    blocks = (block.mean(axis=1) for block in sf.blocks(str(path), blocksize=size, dtype="float32", always_2d=True))
+    return info.frames, info.samplerate, blocks
 
 
 def read_pcm16(path: Path) -> np.ndarray:

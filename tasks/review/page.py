@@ -11,13 +11,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tasks.audio.wav import OutputWriteError, read_mono
+from tasks.audio.wav import OutputWriteError, mono_blocks
 from tasks.core.files import write_text_atomic
 from tasks.core.out_folders import review_dir
 from tasks.render.cache import fingerprint
 from tasks.review.data import ReviewChapter, ReviewData, ReviewTake, load_review
 from tasks.review.grid import ChapterGrid, GridRow, build_grids
-from tasks.review.plot import LoudnessCurve, loudness_svg, short_term_loudness
+from tasks.review.plot import LoudnessCurve, loudness_svg, short_term_loudness_of
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -121,7 +121,10 @@ def _plot_svg(plotted: list[ReviewChapter], labels: list[str], target: float | N
     cached = cache_dir / f"{key}.svg"
     if cached.is_file():
         return cached.read_text(encoding="utf-8")
-    curves = [LoudnessCurve(label, *short_term_loudness(*read_mono(c.path))) for label, c in zip(labels, plotted)]
+    curves = []
+    for label, c in zip(labels, plotted):
+        samples, rate, blocks = mono_blocks(Path(c.path))
+        curves.append(LoudnessCurve(label, *short_term_loudness_of(blocks, samples, rate)))
     svg = re.sub(r"^.*?(?=<svg)", "", loudness_svg(curves, target), flags=re.S)  # the XML declaration, DOCTYPE
     with contextlib.suppress(OSError):  # a cache that cannot be written only costs drawing again next time
         write_text_atomic(cached, svg)

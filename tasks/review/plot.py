@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.audio.bs1770 import k_weighted_squares
+from tasks.audio.bs1770 import float_chunks, k_weighted_sums
 
 SHORT_TERM_SECONDS = 3.0  # EBU R128 short-term window
 MAX_POINTS = 1500  # plot points per chapter: the hop grows with the chapter's length
@@ -27,14 +28,19 @@ class LoudnessCurve:
 def short_term_loudness(audio: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(window centre in seconds, short-term LUFS) for mono audio; a chapter shorter than the window is one
     window of its own length."""
-    squares = k_weighted_squares(audio, rate)
-    if squares.size == 0:
+    return short_term_loudness_of(float_chunks(np.asarray(audio)), np.size(audio), rate)
+
+
+def short_term_loudness_of(pieces: Iterable[np.ndarray], samples: int, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """short_term_loudness of `samples` samples of audio given in pieces (a chapter read from its file block by
+    block: a long chapter is never held whole)."""
+    if samples == 0:
         return np.zeros(0), np.zeros(0)
-    window = min(squares.size, int(SHORT_TERM_SECONDS * rate))
-    hop = max(int(MIN_HOP_SECONDS * rate), (squares.size - window) // MAX_POINTS + 1)
-    energy = np.concatenate(([0.0], np.cumsum(squares)))
-    starts = np.arange(0, squares.size - window + 1, hop)
-    mean_square = (energy[starts + window] - energy[starts]) / window
+    window = min(samples, int(SHORT_TERM_SECONDS * rate))
+    hop = max(int(MIN_HOP_SECONDS * rate), (samples - window) // MAX_POINTS + 1)
+    starts = np.arange(0, samples - window + 1, hop)
+    mean_square = k_weighted_sums(pieces, rate, np.concatenate([starts, starts + window])).between(
+        starts, starts + window) / window
     with np.errstate(divide="ignore"):
         lufs = LUFS_OFFSET + 10 * np.log10(mean_square)
     return (starts + window / 2) / rate, np.maximum(lufs, FLOOR_LUFS)
