@@ -119,15 +119,17 @@ def _open(duckdb, path: Path, read_only: bool, wait: float, config: dict[str, An
 
 
 def _check_size(con, path: Path) -> None:
-    """A file shorter than the blocks its header lists was truncated: say so now, not at some later read."""
+    """A file too short to hold the blocks in use was truncated: say so now, not at some later read. Only the
+    used blocks count: DuckDB cuts free blocks off the end of the file at a checkpoint while its header still
+    counts them (after a few edits a healthy database is shorter than header + all its blocks)."""
     if not path.exists():
         return
-    block_size, total_blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
-                                           "WHERE database_name = current_database()").fetchone()
-    needed = _HEADER_BYTES + block_size * total_blocks
+    block_size, used_blocks = con.execute("SELECT block_size, used_blocks FROM pragma_database_size() "
+                                          "WHERE database_name = current_database()").fetchone()
+    needed = _HEADER_BYTES + block_size * used_blocks
     size = path.stat().st_size
     if size < needed:
-        raise DamagedDatabaseError(path, f"truncated: {size} bytes where its header lists {needed}")
+        raise DamagedDatabaseError(path, f"truncated: {size} bytes, too short for the {used_blocks} blocks in use")
 
 
 def move_aside(path: Path) -> Path:
