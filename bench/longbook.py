@@ -69,7 +69,7 @@ def bench_book(scratch: Path, hours: float) -> dict:
               "first_wall_s": round(first["wall"], 1), "peak_rss_mb": round(first["peak_rss_mb"]),
               "s_per_book_hour": round(first["wall"] / audio_h, 1), "edit_wall_s": round(edit["wall"], 1),
               "edit_over_first": round(edit["wall"] / first["wall"], 3),
-              "edit_peak_rss_mb": round(edit["peak_rss_mb"]), "edit_chapters_encoded": edit["summary"]["chapters_encoded"],
+              "edit_peak_rss_mb": round(edit["peak_rss_mb"]), "edit_encodes": edit["summary"]["chapters_encoded"],
               "m4b": any(p.endswith(".m4b") for p in s["encoded"]),
               "chapter_mp3s": sum(p.endswith(".mp3") for p in s["encoded"]) - 1,
               "book_wav": s["book"] is not None, "disk_mb": round(disk_mb(out)), "warnings": s["warnings"]}
