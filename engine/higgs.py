@@ -11,13 +11,14 @@ import logging
 from collections import OrderedDict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
 from engine.device import choose_device, choose_dtype, is_out_of_memory, torch_dtype
 from engine.higgs_decode import COMPILED, EAGER, STATIC, Sampling, StaticKV, generate_frames, stream_seed
+from engine.higgs_prefix import PromptRow, whole_inputs
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import EngineError
 from tasks.core.settings import get_settings
@@ -55,6 +56,22 @@ def _from_pretrained(loader, source: str, **kwargs):
         if constants.HF_HUB_OFFLINE:
             raise
     return loader.from_pretrained(source, **kwargs)
+
+
+class Conversation(NamedTuple):
+    """A request's chat turns and the audio codes of its audio turns; the first `shared_turns` turns (holding the
+    first `shared_codes` clips) are the prefix that rows of the same voice, or the same dialogue voices, share."""
+    turns: list[dict]
+    codes: list
+    shared_turns: int
+    shared_codes: int
+
+
+def torch_cat(clips: list, codebooks: int):
+    """Audio codes of several clips end to end: [frames, codebooks], empty when there are none."""
+    import torch
+
+    return torch.cat(clips) if clips else torch.empty((0, codebooks), dtype=torch.long)
 
 
 def read_reference(path: Path) -> np.ndarray:
@@ -97,6 +114,8 @@ class HiggsEngine(Engine):
         # Counters, for tests and the benchmark: what reuse saved is visible, not assumed.
         self.reference_encodings = 0
         self.generate_calls = 0
+        self.generate_rows = 0
+        self.prefill_tokens = 0  # prompt tokens run through the model (padding not counted)
 
     # ---- loading -------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -179,50 +198,64 @@ class HiggsEngine(Engine):
             self._reference_codes.popitem(last=False)
         return codes
 
-    def conversation(self, request: RenderRequest) -> tuple[list[dict], list]:
-        """Chat turns for one request and the audio codes of its audio turns, in order: the voice's reference and,
-        in a context chain, the takes before it, each as a prior exchange of words and audio."""
+    def conversation(self, request: RenderRequest) -> Conversation:
+        """Chat turns for one request and the audio codes of its audio turns, in order. Alone: the voice's
+        reference as a prior exchange of words and audio, then, in a context chain, the takes before it the same
+        way, then the line (Higgs' own long-form prompting). In a dialogue chain (a speaker tag): each speaker's
+        reference in the scene as `SPEAKER<n>:` and its clip, then the earlier turns and the line, each tagged
+        `[SPEAKER<n>]` (Higgs' multi-speaker cloning). The system prompt, the scene and the reference exchange
+        come first: the prefix rows share."""
         text = lambda t: [{"type": "text", "text": t}]  # noqa: E731
-        turns = [{"role": "system", "content": text(SYSTEM_PROMPT)},
-                 {"role": "scene", "content": text(request.scene or DEFAULT_SCENE)}]
-        codes = []
-        if request.voice.reference is not None:  # cloning: the clip and its words as a prior exchange
+        tagged = lambda tag, t: t if request.speaker_tag is None else f"[SPEAKER{tag}] {t}"  # noqa: E731
+        scene, codes = text(request.scene or DEFAULT_SCENE), []
+        if request.speaker_tag is not None:
+            speakers = {e.tag: e.voice for e in request.context} | {request.speaker_tag: request.voice}
+            for tag, voice in sorted(speakers.items()):
+                if voice.reference is not None:  # a voice without one is Higgs' smart voice
+                    scene += [{"type": "text", "text": f"SPEAKER{tag}:"}, {"type": "audio"}]
+                    codes.append(self.reference_codes(voice))
+        turns = [{"role": "system", "content": text(SYSTEM_PROMPT)}, {"role": "scene", "content": scene}]
+        if request.speaker_tag is None and request.voice.reference is not None:  # cloning: clip and words as a turn
             turns += [{"role": "user", "content": text(request.voice.transcript or "")},
                       {"role": "assistant", "content": [{"type": "audio"}]}]
             codes.append(self.reference_codes(request.voice))
+        shared_turns, shared_codes = len(turns), len(codes)
         for earlier in request.context:
-            turns += [{"role": "user", "content": text(earlier.transcript or "")},
+            turns += [{"role": "user", "content": text(tagged(earlier.tag, earlier.take.transcript or ""))},
                       {"role": "assistant", "content": [{"type": "audio"}]}]
-            codes.append(self.reference_codes(earlier))
-        turns.append({"role": "user", "content": text(self.spoken_text(request))})  # no reference: Higgs' smart voice
-        return turns, codes
+            codes.append(self.reference_codes(earlier.take))
+        turns.append({"role": "user", "content": text(tagged(request.speaker_tag, self.spoken_text(request)))})
+        return Conversation(turns, codes, shared_turns, shared_codes)
+
+    def prompt_rows(self, requests: Sequence[RenderRequest]) -> list[PromptRow]:
+        """Each request's prompt as token ids and audio codes, split after the prefix rows share; built from cached
+        codes (the processor's own call would re-encode every reference clip for every line)."""
+        _, processor = self._loaded()
+        talks = [self.conversation(r) for r in requests]
+        texts = processor.apply_chat_template([t.turns for t in talks], tokenize=False, add_generation_prompt=True)
+        heads = processor.apply_chat_template([t.turns[:t.shared_turns] for t in talks], tokenize=False)
+        parts, codes = [], []
+        for request, talk, whole, head in zip(requests, talks, texts, heads):
+            if not whole.startswith(head):
+                raise EngineError(f"Higgs prompt for {request.text[:40]!r} does not start with its system and scene "
+                                  "turns; the checkpoint's chat template is not Higgs'")
+            shared = talk.shared_codes
+            for piece, clips in ((head, talk.codes[:shared]), (whole[len(head):], talk.codes[shared:])):
+                slots = piece.split(processor.audio_token)
+                if len(slots) != len(clips) + 1:
+                    raise EngineError(f"Higgs prompt for {request.text[:40]!r} has {len(slots) - 1} audio slots for "
+                                      f"{len(clips)} clips; the checkpoint's chat template is not Higgs'")
+                expanded = (processor.get_audio_tokens(len(c)) + s for c, s in zip(clips, slots[1:]))
+                parts.append(slots[0] + "".join(expanded))
+                codes.append(torch_cat(clips, self._model.config.num_codebooks))
+        ids = processor.tokenizer(parts, add_special_tokens=False)["input_ids"]
+        return [PromptRow(tuple(ids[i]), codes[i], tuple(ids[i + 1]), codes[i + 1]) for i in range(0, len(parts), 2)]
 
     def model_inputs(self, requests: Sequence[RenderRequest]) -> dict:
-        """Left-padded text and right-padded audio codes for one generate call, built from cached codes
-        (the processor's own call would re-encode every reference clip for every line)."""
-        import torch
-
+        """Left-padded text and right-padded audio codes for one generate call, whole prompts (no prefix reuse)."""
         model, processor = self._loaded()
-        prompts = [self.conversation(r) for r in requests]
-        texts = processor.apply_chat_template([turns for turns, _ in prompts], tokenize=False,
-                                              add_generation_prompt=True)
-        rows = []
-        for i, (_, codes) in enumerate(prompts):
-            parts = texts[i].split(processor.audio_token)
-            if len(parts) != len(codes) + 1:
-                raise EngineError(f"Higgs prompt for {requests[i].text[:40]!r} has {len(parts) - 1} audio slots "
-                                  f"for {len(codes)} clips; the checkpoint's chat template is not Higgs'")
-            texts[i] = parts[0] + "".join(processor.get_audio_tokens(len(c)) + p for c, p in zip(codes, parts[1:]))
-            rows.append(torch.cat(codes) if codes else torch.empty((0, model.config.num_codebooks), dtype=torch.long))
-        inputs = dict(processor.tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False,
-                                          return_tensors="pt"))
-        longest = max(len(r) for r in rows)
-        if longest:
-            eos = processor.audio_stream_eos_id
-            inputs["audio_input_ids"] = torch.stack(
-                [torch.nn.functional.pad(r, (0, 0, 0, longest - len(r)), value=eos) for r in rows])
-            inputs["audio_input_ids_mask"] = torch.arange(longest)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
-        return {k: v.to(model.device) for k, v in inputs.items()}
+        return whole_inputs(self.prompt_rows(requests), processor.tokenizer.pad_token_id,
+                            processor.audio_stream_eos_id, model.device)
 
     # ---- rendering -----------------------------------------------------------------------------------------
     def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
@@ -273,9 +306,11 @@ class HiggsEngine(Engine):
         samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates."""
         import torch
 
-        model, _ = self._loaded()
+        model, processor = self._loaded()
         params = requests[0].params
-        inputs = self.model_inputs(requests)
+        rows = self.prompt_rows(requests)
+        inputs = whole_inputs(rows, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id, model.device)
+        self.prefill_tokens += sum(len(r) for r in rows)
         path = self.decode_path(inputs["input_ids"].shape[1], params.max_new_tokens)
         seeds = [stream_seed(r.params.seed, r.key, self.spoken_text(r)) for r in requests]
         sampling = Sampling(params.temperature, params.top_k, params.top_p, params.ras_win_len)
@@ -289,10 +324,11 @@ class HiggsEngine(Engine):
                 self._compile_failed, path = True, EAGER
                 frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens)
         self.generate_calls += 1
+        self.generate_rows += len(requests)
         steps: list[int] = []
         audios = self.decode(frames, None, steps)
-        for request, count in zip(requests, steps):
-            request.measured.update(decode_steps=count, decode_path=path)
+        for request, row, count in zip(requests, rows, steps):
+            request.measured.update(decode_steps=count, decode_path=path, prompt_tokens=len(row))
         return audios
 
     def _static(self, path: str) -> StaticKV | None:

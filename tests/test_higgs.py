@@ -139,13 +139,13 @@ def test_the_static_cache_path_gives_the_same_audio_as_the_eager_path(engine, vo
 
 def test_cloning_prompts_the_reference_and_transcript_and_smart_voice_has_none(engine, voices):
     ava = voices["ava"]
-    turns, codes = engine.conversation(RenderRequest("Hello there.", ava, DecodingParams(), scene=SCENE))
+    turns, codes, _, _ = engine.conversation(RenderRequest("Hello there.", ava, DecodingParams(), scene=SCENE))
     assert [t["role"] for t in turns] == ["system", "scene", "user", "assistant", "user"]
     assert turns[1]["content"][0]["text"] == SCENE and turns[2]["content"][0]["text"] == ava.transcript
     assert turns[-1]["content"][0]["text"] == "Hello there." and len(codes) == 1
     assert codes[0].shape[1] == engine._model.config.num_codebooks
     smart = VoicePrompt("nobody", "no-reference")
-    turns, codes = engine.conversation(RenderRequest("Hello there.", smart, DecodingParams()))
+    turns, codes, _, _ = engine.conversation(RenderRequest("Hello there.", smart, DecodingParams()))
     assert [t["role"] for t in turns] == ["system", "scene", "user"] and codes == []
     (audio,) = engine.render([RenderRequest("Hello there.", smart, DecodingParams(seed=3))])
     assert audio.size > 0 and np.all(np.isfinite(audio))
