@@ -18,7 +18,7 @@ import numpy as np
 from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
 from engine.device import choose_device, choose_dtype, is_out_of_memory, torch_dtype
 from engine.higgs_decode import COMPILED, EAGER, STATIC, Sampling, StaticKV, generate_frames, stream_seed
-from engine.higgs_prefix import PromptRow, whole_inputs
+from engine.higgs_prefix import PrefixCache, PromptRow, batch_prefix, suffix_inputs, whole_inputs
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import EngineError
 from tasks.core.settings import get_settings
@@ -111,11 +111,14 @@ class HiggsEngine(Engine):
         self._reference_codes: OrderedDict[str, object] = OrderedDict()
         self._static_kv: StaticKV | None = None  # pre-allocated caches and the compiled step, kept while warm
         self._compile_failed = False
+        self.prefix_reuse = settings.higgs_prefix_reuse
+        self._prefixes = PrefixCache()
         # Counters, for tests and the benchmark: what reuse saved is visible, not assumed.
         self.reference_encodings = 0
         self.generate_calls = 0
         self.generate_rows = 0
         self.prefill_tokens = 0  # prompt tokens run through the model (padding not counted)
+        self.prefill_tokens_reused = 0  # prompt tokens whose keys and values came from the prefix cache instead
 
     # ---- loading -------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -155,6 +158,7 @@ class HiggsEngine(Engine):
                               f"expects {model.config.num_codebooks} codebooks; the checkpoint and its tokenizer "
                               "do not match")
         self._reference_codes.clear()
+        self._prefixes.clear()
         self._static_kv = None
         self._model = model.to(self.device).eval()
         # Higgs' own MPS port keeps the audio tokenizer on the CPU: some of its ops have no MPS kernel.
@@ -278,6 +282,7 @@ class HiggsEngine(Engine):
             if not is_out_of_memory(e):
                 raise
             self._static_kv = None  # its caches were sized for the batch that did not fit
+            self._prefixes.clear()
             self.clear_caches()
             if len(requests) == 1:
                 raise EngineError(f"Higgs ran out of memory on {self.device} rendering one line "
@@ -303,26 +308,38 @@ class HiggsEngine(Engine):
 
     def generate(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
         """One decoding run for requests that share decoding parameters; one waveform per request. Each row
-        samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates."""
+        samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates. With
+        prefix reuse, each prompt's shared prefix comes from the prefix cache and only the rest is prefilled."""
         import torch
 
         model, processor = self._loaded()
         params = requests[0].params
         rows = self.prompt_rows(requests)
-        inputs = whole_inputs(rows, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id, model.device)
-        self.prefill_tokens += sum(len(r) for r in rows)
-        path = self.decode_path(inputs["input_ids"].shape[1], params.max_new_tokens)
         seeds = [stream_seed(r.params.seed, r.key, self.spoken_text(r)) for r in requests]
         sampling = Sampling(params.temperature, params.top_k, params.top_p, params.ras_win_len)
+        pad, eos = processor.tokenizer.pad_token_id, processor.audio_stream_eos_id
         with torch.inference_mode():
+            prefix = None
+            if self.prefix_reuse:
+                found = [self._prefixes.get(model, row) for row in rows]
+                computed = {row.prefix_key: len(row.prefix_ids) for row, (_, new) in zip(rows, found) if new}
+                prefix = batch_prefix([kv for kv, _ in found])
+                inputs = suffix_inputs(rows, pad, eos, model.device)
+                self.prefill_tokens += sum(len(r.suffix_ids) for r in rows) + sum(computed.values())
+                self.prefill_tokens_reused += sum(len(r.prefix_ids) for r in rows) - sum(computed.values())
+            else:
+                inputs = whole_inputs(rows, pad, eos, model.device)
+                self.prefill_tokens += sum(len(r) for r in rows)
+            path = self.decode_path(inputs["attention_mask"].shape[1], params.max_new_tokens)
             try:
-                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, self._static(path))
+                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, self._static(path),
+                                         prefix)
             except Exception as e:  # noqa: BLE001 (a compile that fails falls back to eager; the rest re-raises)
                 if path != COMPILED or is_out_of_memory(e):
                     raise
                 log.warning("Higgs' compiled decoding failed on %s (%s); decoding eagerly from now on", self.device, e)
                 self._compile_failed, path = True, EAGER
-                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens)
+                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, None, prefix)
         self.generate_calls += 1
         self.generate_rows += len(requests)
         steps: list[int] = []
@@ -385,6 +402,7 @@ class HiggsEngine(Engine):
         self._processor = None
         self._static_kv = None
         self._reference_codes.clear()
+        self._prefixes.clear()
         self.clear_caches()
 
     def info(self) -> EngineInfo:

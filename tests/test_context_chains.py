@@ -1,6 +1,6 @@
 """Context chains (`context: chain`): planning (order, window, keys, dialogue turns chained across speakers,
-batches across chains), the chained prompt on the tiny Higgs checkpoint, and an edit re-rendering only the rest
-of its chain through the real flow."""
+batches across chains), the chained prompt and prefix reuse on the tiny Higgs checkpoint, and an edit
+re-rendering only the rest of its chain through the real flow."""
 from __future__ import annotations
 
 import numpy as np
@@ -171,6 +171,48 @@ def test_a_dialogue_turn_is_prompted_with_both_references_and_the_other_speakers
     assert int(frames.sum()) == starts[-1]  # one audio token per frame of the four clips
     (audio_out,) = engine.render([request])
     assert audio_out.size > 0
+
+
+def test_prefix_reuse_gives_the_same_codes_as_prefilling_whole_prompts(engine, voices, tmp_path, monkeypatch):
+    """Rows of one voice, a chained row and a dialogue turn in one generate call: the codes are the same whether
+    each prompt is prefilled whole, or its prefix comes from the prefix cache (computed now, then kept), on the
+    eager and the static path; the prefill saved is counted."""
+    from conftest import setting
+
+    ava, joe = voices["ava"], voices["joe"]
+    first = earlier_take(engine, tmp_path, ava, SENTENCES[0], "p0")
+    answer = earlier_take(engine, tmp_path, joe, SENTENCES[1], "p1", tag=1)
+    asked = EarlierTake(first.take, ava, 0)
+    batch = [RenderRequest(SENTENCES[2], ava, PARAMS, key="p2"), RenderRequest(SENTENCES[3], ava, PARAMS, key="p3"),
+             RenderRequest(SENTENCES[4], ava, PARAMS, key="p4", context=(first,)),
+             RenderRequest(SENTENCES[5], ava, PARAMS, key="p5", context=(asked, answer), speaker_tag=0),
+             RenderRequest(SENTENCES[0], joe, PARAMS, key="p6")]  # 5 rows: the static path pads them to 8
+    codes, real_decode = [], engine.decode
+    monkeypatch.setattr(engine, "decode", lambda frames, *a: (codes.append(frames.clone()), real_decode(frames, *a))[1])
+    prompt = sum(len(r) for r in engine.prompt_rows(batch))
+    counted = []
+    for path in ("eager", "static"):
+        with setting("VOICEBATCH_HIGGS_DECODE", path):
+            for reuse in (False, True, True):  # whole prompts; the prefixes computed; the prefixes from the cache
+                engine.prefix_reuse = reuse
+                if not reuse:
+                    engine._prefixes.clear()
+                before = engine.prefill_tokens, engine.prefill_tokens_reused
+                engine.generate(batch)
+                counted.append((engine.prefill_tokens - before[0], engine.prefill_tokens_reused - before[1]))
+                assert {r.measured["decode_path"] for r in batch} == {path}
+    engine.prefix_reuse = True
+    for frames in codes[1:]:
+        assert torch.equal(frames, codes[0])
+    prompts = engine.prompt_rows(batch)
+    ava_prefix, dialogue_prefix, joe_prefix = (len(prompts[i].prefix_ids) for i in (0, 3, 4))
+    assert len({p.prefix_key for p in prompts}) == 3 and len({p.prefix_key for p in prompts[:3]}) == 1
+    rest = sum(len(p.suffix_ids) for p in prompts)
+    # Each prefix computed once and shared by its rows, then every prefix from the cache.
+    computed = (rest + ava_prefix + dialogue_prefix + joe_prefix, 2 * ava_prefix)
+    cached = (rest, 3 * ava_prefix + dialogue_prefix + joe_prefix)
+    assert counted == [(prompt, 0), computed, cached] * 2
+    assert all(sum(c) == prompt for c in counted)
 
 
 def test_an_edit_in_turn_3_of_a_6_turn_dialogue_rerenders_turns_3_to_6_only(tiny_higgs, voices_dir, tmp_path):

@@ -159,6 +159,21 @@ def test_the_prompt_holds_one_audio_token_per_reference_frame(engine, voices):
     assert inputs["attention_mask"][0, 0] == 0 and inputs["attention_mask"][:, -1].all()  # left padding
 
 
+def test_a_prompt_split_at_its_shared_prefix_has_the_ids_of_the_whole_prompt(engine, voices):
+    """The prefix (system, scene, reference exchange) and the rest are tokenized apart so the prefix can be
+    cached: together they are exactly the ids of the whole prompt as the processor's tokenizer reads it."""
+    processor = engine._processor
+    batch = requests(voices["ava"], ["Short.", "A much longer line than the other one."])
+    for request, row in zip(batch, engine.prompt_rows(batch)):
+        turns, codes, shared, _ = engine.conversation(request)
+        text = processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        slots = text.split(processor.audio_token)
+        whole = slots[0] + "".join(processor.get_audio_tokens(len(c)) + s for c, s in zip(codes, slots[1:]))
+        assert list(row.prefix_ids + row.suffix_ids) == processor.tokenizer(whole, add_special_tokens=False)["input_ids"]
+        assert processor.tokenizer.decode(row.prefix_ids).endswith("<|eot_id|>") and shared == 4
+    assert len({row.prefix_key for row in engine.prompt_rows(batch)}) == 1
+
+
 def test_out_of_memory_halves_the_batch_until_it_fits(engine, voices, monkeypatch):
     real, sizes = engine.generate, []
 
