@@ -88,6 +88,7 @@ class Engine(ABC):
     code_version: ClassVar[str] = "1"  # bump when a code change alters the sound: it is part of the cache key
     honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
     batches: ClassVar[bool] = False  # whether render() gains from many requests at once
+    seed_per_row: ClassVar[bool] = False  # one render call may mix seeds: each request samples from its own stream
     cpu_lanes: ClassVar[bool] = False  # single-threaded on the CPU: one instance per core can render side by side
     uses_reference: ClassVar[bool] = False  # whether render() speaks with the voice's reference clip and transcript
     batch_size: int = 16  # most jobs the flow hands render() at once; an engine may set its own per instance

@@ -96,6 +96,7 @@ class HiggsEngine(Engine):
     honours = frozenset({"temperature", "top_k", "top_p", "seed", "max_new_tokens", "ras_win_len", "scene",
                          "context"})
     batches = True
+    seed_per_row = True
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
         settings = get_settings()
@@ -263,11 +264,12 @@ class HiggsEngine(Engine):
 
     # ---- rendering -----------------------------------------------------------------------------------------
     def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
-        """Requests sharing decoding parameters and scene go through one generate call per `batch_size`."""
+        """Requests sharing decoding parameters (their seeds aside: each row has its own stream) and scene go
+        through one generate call per `batch_size`."""
         out: list[np.ndarray | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.params, r.scene), []).append(i)
+            groups.setdefault((r.params.model_copy(update={"seed": 0}), r.scene), []).append(i)
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 part = members[start:start + self.batch_size]
@@ -307,9 +309,9 @@ class HiggsEngine(Engine):
         return path
 
     def generate(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
-        """One decoding run for requests that share decoding parameters; one waveform per request. Each row
-        samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates. With
-        prefix reuse, each prompt's shared prefix comes from the prefix cache and only the rest is prefilled."""
+        """One decoding run for requests that share decoding parameters (seeds aside); one waveform per request.
+        Each row samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates.
+        With prefix reuse, each prompt's shared prefix comes from the prefix cache and only the rest is prefilled."""
         import torch
 
         model, processor = self._loaded()

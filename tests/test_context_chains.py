@@ -3,6 +3,8 @@ batches across chains), the chained prompt and prefix reuse on the tiny Higgs ch
 re-rendering only the rest of its chain through the real flow."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,7 +21,7 @@ from test_render_demo import rows
 SENTENCES = ["The boat came at dawn.", "Ava carried the crates up.", "The lamp needed oil.",
              "A gull watched us.", "Fog closed over the bay.", "The keeper lit the wick."]
 HIGGS = EngineFacts("higgs", "m", None, "2", frozenset({"seed", "scene", "context"}), {"ava": {}, "joe": {}},
-                    uses_reference=True, batch_size=8)
+                    uses_reference=True, batch_size=8, seed_per_row=True)
 HIBARI = EngineFacts("hibari", "m", None, "1", frozenset({"seed"}), {"ava": {}, "joe": {}})
 
 
@@ -33,7 +35,7 @@ def write_manifest(path, sentences=SENTENCES, chapters=1, context="chain", dialo
         return {"speaker": "N", "text": " ".join(said)}
 
     data = {"title": "Chains", "defaults": {"seed": 2, "chunk_words": 5, "context": context, "max_new_tokens": 40},
-            "voices": {"N": "ava", "J": {"voice": "joe", "seed": 2}},  # joe's voice.yaml has a seed of its own
+            "voices": {"N": "ava", "J": "joe"},  # joe's voice.yaml has a seed of its own (11)
             "chapters": [{"title": f"c{i}", **chapter(i)} for i in range(chapters)]}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -96,9 +98,12 @@ def test_a_dialogue_links_turns_of_several_voices_and_chapters_in_one_batch(tmp_
     _, jobs = plan(write_manifest(tmp_path / "m.yaml", chapters=4, dialogue=True), voices_dir)
     batches = group_jobs(jobs, {"higgs": HIGGS})
     # First turns share their speaker's prompt prefix: one batch per voice. Later turns bring their own prompts
-    # (their chain's turns): one batch per link, ava's and joe's turns from all four chapters together.
+    # (their chain's turns): one batch per link, ava's and joe's turns from all four chapters together, each
+    # with its own seed (Higgs samples each row from its own stream).
     assert [(b.jobs[0].link, b.voice_id, len(b.jobs)) for b in batches] == [
         (0, "ava", 2), (0, "joe", 2)] + [(link, "joe+ava" if link % 2 else "ava+joe", 4) for link in range(1, 6)]
+    assert all({j.params.seed for j in b.jobs} == {2, 11} for b in batches[2:])
+    assert len(group_jobs(jobs, {"higgs": replace(HIGGS, seed_per_row=False)})) == 12  # else: by voice and seed
     made_in = {j.key: b.index for b in batches for j in b.jobs}
     assert all(made_in[t.key] < made_in[j.key] for j in jobs for t in j.context)
 

@@ -123,6 +123,15 @@ def test_a_rows_audio_does_not_depend_on_its_batch_mates_the_batch_size_or_a_spl
     assert target.measured["decode_path"] == "eager"  # on the CPU, unless VOICEBATCH_HIGGS_DECODE says otherwise
 
 
+def test_rows_with_different_seeds_share_a_generate_call_and_keep_their_own_audio(engine, voices):
+    alone = [engine.render(requests(voices["ava"], [LINES[i]], seed=seed))[0] for i, seed in ((0, 3), (1, 4))]
+    calls = engine.generate_calls
+    together = engine.render(requests(voices["ava"], LINES[:1], seed=3) + requests(voices["ava"], LINES[1:2], seed=4))
+    assert engine.generate_calls == calls + 1
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_static_cache_path_gives_the_same_audio_as_the_eager_path(engine, voices):
     from conftest import setting
 
@@ -169,7 +178,8 @@ def test_a_prompt_split_at_its_shared_prefix_has_the_ids_of_the_whole_prompt(eng
         text = processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         slots = text.split(processor.audio_token)
         whole = slots[0] + "".join(processor.get_audio_tokens(len(c)) + s for c, s in zip(codes, slots[1:]))
-        assert list(row.prefix_ids + row.suffix_ids) == processor.tokenizer(whole, add_special_tokens=False)["input_ids"]
+        ids = processor.tokenizer(whole, add_special_tokens=False)["input_ids"]
+        assert list(row.prefix_ids + row.suffix_ids) == ids
         assert processor.tokenizer.decode(row.prefix_ids).endswith("<|eot_id|>") and shared == 4
     assert len({row.prefix_key for row in engine.prompt_rows(batch)}) == 1
 

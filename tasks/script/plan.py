@@ -27,6 +27,7 @@ class EngineFacts:
     uses_reference: bool = False  # the engine speaks with the staged reference clip
     batch_size: int = 16  # most jobs per render call, as the engine declares
     reads_phonemes: bool = False  # `/phonemes/` pronunciations apply to it; else they are left out
+    seed_per_row: bool = False  # one render call may mix seeds (each job samples from its own stream)
 
 
 CONTEXT_WINDOW = 2  # earlier takes a chained prompt holds: the rolling buffer of Higgs' long-form example
@@ -187,7 +188,8 @@ def ignored_context(script: Script, engines: dict[str, EngineFacts], speaker_eng
 
 
 def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_size: int | None = None) -> list[RenderBatch]:
-    """Jobs sharing (engine, voice, honoured parameters, chain link) go together, at most `batch_size` per batch
+    """Jobs sharing (engine, voice, honoured parameters, chain link) go together (the seed aside where the engine
+    samples each job from its own stream), at most `batch_size` per batch
     (default: what each engine declares), each key rendered once; batches run in order of link (a chain's
     chunks after their predecessors; one batch holds the same link of many chains), then of script order.
     Links after the first go together whatever their voice: each row brings its own prompt (its chain's takes),
@@ -198,7 +200,9 @@ def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_siz
         if job.key in seen:
             continue  # the same words in the same voice and settings: one take serves every place
         seen.add(job.key)
-        honoured = json.dumps(job.params.honoured(engines[job.engine].honours), sort_keys=True)
+        facts = engines[job.engine]
+        honoured = json.dumps(job.params.honoured(facts.honours - {"seed"} if facts.seed_per_row else facts.honours),
+                              sort_keys=True)
         groups.setdefault((job.engine, job.voice_id if job.link == 0 else "", honoured, job.link), []).append(job)
     batches = []
     for (engine, _, _, link), members in groups.items():
