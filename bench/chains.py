@@ -1,20 +1,28 @@
-"""Context chains against unchained rendering on the tiny random Higgs model (not a test; nothing is asserted).
+"""Context chains and prefix reuse against the unchained render, on the tiny random Higgs model (not a test).
 
     .venv/bin/python bench/chains.py
 
-A 4-chapter book of 6 chunks per chapter, one voice: unchained, the 24 chunks go 8 to a generate call; chained,
-link n of every chapter's chain goes in one call (4 rows), each prompted with its chapter's previous take.
-Reported: rows per generate call, prefill tokens per take (the prompt without padding) and wall time.
+Two 4-chapter books of 6 chunks per chapter: prose read by one voice (ava), and a dialogue in which ava and joe
+take turns (joe first in odd chapters; one seed for both, so only the prompts tell their rows apart). Each is
+planned and batched as `voicebatch render` does (plan_jobs, group_jobs, render_batch in batch order, no Prefect),
+with `context: none` and `context: chain`, each with prefix reuse off and on (the prefix cache emptied first, as
+in a fresh process). Reported per render: generate calls, rows per call, prompt tokens per take, and prefill
+tokens per take computed and taken from the prefix cache; these are counts, the same on any machine. Wall
+times are measured too: on a shared machine they are only indicative.
 """
 from __future__ import annotations
 
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import prepare_environment, save  # noqa: E402
 
 SENTENCES = ["The boat came at dawn.", "Ava carried the crates up the steps.", "The lamp needed oil again.",
              "A gull watched from the rail.", "Fog closed over the bay by noon.", "The keeper lit the wick at dusk."]
@@ -22,61 +30,74 @@ CHAPTERS = 4
 FRAMES = 40
 
 
+def write_book(folder: Path, dialogue: bool, context: str) -> Path:
+    def chapter(c: int) -> dict:
+        said = [f"{s[:-1]}, chapter {c + 1}." for s in SENTENCES]
+        if dialogue:
+            return {"title": f"Chapter {c + 1}",
+                    "lines": [{"speaker": "NJ"[(i + c) % 2], "text": s} for i, s in enumerate(said)]}
+        return {"title": f"Chapter {c + 1}", "speaker": "N", "text": " ".join(said)}
+
+    data = {"title": "Chains", "defaults": {"seed": 1, "chunk_words": 10, "context": context, "max_new_tokens": FRAMES},
+            "voices": {"N": "ava", "J": {"voice": "joe", "seed": 1}},
+            "chapters": [chapter(c) for c in range(CHAPTERS)]}
+    path = folder / f"{'dialogue' if dialogue else 'prose'}-{context}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def render(manifest: Path, takes: Path, engine, reuse: bool) -> dict:
+    """Plan and render every batch of the manifest in order; the engine's counters over the render."""
+    from tasks.core.settings import get_settings
+    from tasks.render.batch import render_batch
+    from tasks.render.engines import prepare_engines
+    from tasks.script.ingest import ingest
+    from tasks.script.plan import group_jobs, plan_jobs
+
+    settings = get_settings()
+    script = ingest(manifest, settings.voices_dir)
+    setup = prepare_engines(script, "higgs", settings.engine, "cpu", "auto")
+    jobs = plan_jobs(script, setup.facts, setup.speaker_engine, settings.chunk_words)
+    batches = group_jobs(jobs, setup.facts)
+    engine.prefix_reuse = reuse
+    engine._prefixes.clear()
+    before = (engine.generate_calls, engine.generate_rows, engine.prefill_tokens, engine.prefill_tokens_reused)
+    start = time.perf_counter()
+    failures = []
+    for batch in batches:
+        failures += render_batch(batch, setup.prompts["higgs"], takes, "cpu", "auto").failures
+    seconds = time.perf_counter() - start
+    calls, rows, computed, reused = (now - then for now, then in zip(
+        (engine.generate_calls, engine.generate_rows, engine.prefill_tokens, engine.prefill_tokens_reused), before))
+    return {"takes": len(jobs), "batches": len(batches), "failures": len(failures), "calls": calls,
+            "rows_per_call": round(rows / calls, 2), "prompt_tokens_per_take": round((computed + reused) / rows, 1),
+            "prefill_tokens_per_take": round(computed / rows, 1), "reused_tokens_per_take": round(reused / rows, 1),
+            "wall_s": round(seconds, 2)}
+
+
 def main() -> None:
-    import soundfile as sf
+    scratch = prepare_environment()
+    from engine.tiny_higgs import build_tiny_checkpoint
 
-    from engine.base import DecodingParams, RenderRequest, VoicePrompt
-    from engine.higgs import HiggsEngine
-    from engine.tiny_higgs import build_random_higgs
-    from tasks.core.files import sha256_file
+    os.environ["VOICEBATCH_HIGGS_MODEL"] = str(build_tiny_checkpoint(scratch / "tiny-higgs"))
+    from engine.pool import warm_engine
 
-    engine = HiggsEngine("cpu", "float32")
-    engine.attach(*build_random_higgs("tiny"))
-    engine.batch_size = 8
-    reference = ROOT / "voices" / "ava" / "reference.wav"
-    voice = VoicePrompt("ava", sha256_file(reference), reference,
-                        "The lighthouse keeper climbed the stairs every evening at dusk. She trimmed the wick, "
-                        "wound the clockwork, and watched the first beam sweep across the water.")
-    params = DecodingParams(seed=1, max_new_tokens=FRAMES)
-    texts = [[f"{s[:-1]}, chapter {c + 1}." for s in SENTENCES] for c in range(CHAPTERS)]
-    engine.render([RenderRequest("Warm up.", voice, params)])
-
-    def prompt_tokens(requests) -> list[int]:
-        return engine.model_inputs(requests)["attention_mask"].sum(dim=1).tolist()
-
-    plain = [RenderRequest(t, voice, params, key=f"{c}-{i}") for c, chapter in enumerate(texts)
-             for i, t in enumerate(chapter)]
-    calls, start = engine.generate_calls, time.perf_counter()
-    tokens = prompt_tokens(plain)
-    engine.render(plain)
-    plain_s, plain_calls = time.perf_counter() - start, engine.generate_calls - calls
-
-    takes = Path(tempfile.mkdtemp(prefix="voicebatch-chains-"))
-    previous: list[VoicePrompt | None] = [None] * CHAPTERS
-    chained_tokens: list[int] = []
-    calls, start = engine.generate_calls, time.perf_counter()
-    for link in range(len(SENTENCES)):
-        wave = [RenderRequest(texts[c][link], voice, params, key=f"{c}-{link}",
-                              context=(previous[c],) if previous[c] else ()) for c in range(CHAPTERS)]
-        chained_tokens += prompt_tokens(wave)
-        for c, audio in enumerate(engine.render(wave)):
-            path = takes / f"{c}-{link}.wav"
-            sf.write(path, audio, 24_000)
-            previous[c] = VoicePrompt("ava", f"take:{c}-{link}", path, texts[c][link])
-    chained_s, chained_calls = time.perf_counter() - start, engine.generate_calls - calls
-
+    engine = warm_engine("higgs", "cpu", "auto").engine
+    results = {}
     print(f"{CHAPTERS} chapters x {len(SENTENCES)} chunks, {FRAMES} frames at most per chunk, tiny model on the CPU")
-    print(f"  {'':<11}{'calls':>6}{'rows/call':>10}{'prefill tokens/take':>21}{'wall s':>8}")
-    for name, n, toks, seconds in (("unchained", plain_calls, tokens, plain_s),
-                                   ("chained", chained_calls, chained_tokens, chained_s)):
-        print(f"  {name:<11}{n:>6}{len(toks) / n:>10.1f}{sum(toks) / len(toks):>21.0f}{seconds:>8.1f}")
-    from bench.common import save
-
-    save("chains", {"chapters": CHAPTERS, "chunks": len(SENTENCES), "frames": FRAMES,
-                    "unchained": {"calls": plain_calls, "prefill_tokens_per_take": sum(tokens) / len(tokens),
-                                  "wall_s": round(plain_s, 2)},
-                    "chained": {"calls": chained_calls, "prefill_tokens_per_take":
-                                sum(chained_tokens) / len(chained_tokens), "wall_s": round(chained_s, 2)}})
+    print(f"  {'':<28}{'calls':>6}{'rows/call':>10}{'prompt/take':>12}{'prefill/take':>13}{'reused/take':>12}"
+          f"{'wall s':>8}")
+    for book in ("prose", "dialogue"):
+        for context in ("none", "chain"):
+            manifest = write_book(scratch, book == "dialogue", context)
+            for reuse in (False, True):
+                name = f"{book}, {'chained' if context == 'chain' else 'unchained'}, reuse {'on' if reuse else 'off'}"
+                r = render(manifest, scratch / "takes" / name.replace(", ", "-").replace(" ", "_"), engine, reuse)
+                results[name] = r
+                print(f"  {name:<28}{r['calls']:>6}{r['rows_per_call']:>10.1f}{r['prompt_tokens_per_take']:>12.0f}"
+                      f"{r['prefill_tokens_per_take']:>13.0f}{r['reused_tokens_per_take']:>12.0f}{r['wall_s']:>8.1f}"
+                      + (f"  ({r['failures']} failed)" if r["failures"] else ""))
+    save("chains", {"chapters": CHAPTERS, "chunks": len(SENTENCES), "frames": FRAMES, "renders": results})
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ class VoicePrompt:
 
 
 @dataclass(frozen=True)
+class EarlierTake:
+    """A take earlier in a context chain, to prompt with: the take as a prompt (its audio as the reference, its
+    words as the transcript), the voice that spoke it, and that voice's speaker tag where the chain is a dialogue."""
+    take: VoicePrompt
+    voice: VoicePrompt
+    tag: int | None = None
+
+
+@dataclass(frozen=True)
 class RenderRequest:
     """One chunk of text to speak with a voice and decoding settings."""
     text: str
@@ -52,9 +61,10 @@ class RenderRequest:
     scene: str | None = None  # the manifest's scene description, for engines that honour "scene"
     # The manifest's pronunciations that occur in `text` (engine/lexicon.py): (term, "/phonemes/" or respelling).
     pronunciations: tuple[tuple[str, str], ...] = ()
-    # Context chains: earlier takes to prompt with, oldest first, each as a prompt whose reference is the take and
-    # whose transcript is its text (engines that honour "context"; the others ignore it).
-    context: tuple[VoicePrompt, ...] = ()
+    # Context chains (engines that honour "context"; the others ignore it): earlier takes to prompt with, oldest
+    # first, and this request's speaker tag where its chain is a dialogue (None: one voice so far).
+    context: tuple[EarlierTake, ...] = ()
+    speaker_tag: int | None = None
     # What the engine measured while rendering this request, filled in by render() where it can (e.g.
     # "decode_steps": generated frames); left empty by engines that measure nothing. Not part of equality.
     measured: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -78,6 +88,7 @@ class Engine(ABC):
     code_version: ClassVar[str] = "1"  # bump when a code change alters the sound: it is part of the cache key
     honours: ClassVar[frozenset[str]] = frozenset()  # decoding settings that change the output
     batches: ClassVar[bool] = False  # whether render() gains from many requests at once
+    seed_per_row: ClassVar[bool] = False  # one render call may mix seeds: each request samples from its own stream
     cpu_lanes: ClassVar[bool] = False  # single-threaded on the CPU: one instance per core can render side by side
     uses_reference: ClassVar[bool] = False  # whether render() speaks with the voice's reference clip and transcript
     batch_size: int = 16  # most jobs the flow hands render() at once; an engine may set its own per instance

@@ -11,13 +11,14 @@ import logging
 from collections import OrderedDict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from engine.base import Engine, EngineInfo, RenderRequest, VoicePrompt
 from engine.device import choose_device, choose_dtype, is_out_of_memory, torch_dtype
 from engine.higgs_decode import COMPILED, EAGER, STATIC, Sampling, StaticKV, generate_frames, stream_seed
+from engine.higgs_prefix import PrefixCache, PromptRow, batch_prefix, suffix_inputs, whole_inputs
 from tasks.core.audio_format import SAMPLE_RATE
 from tasks.core.errors import EngineError
 from tasks.core.settings import get_settings
@@ -57,6 +58,22 @@ def _from_pretrained(loader, source: str, **kwargs):
     return loader.from_pretrained(source, **kwargs)
 
 
+class Conversation(NamedTuple):
+    """A request's chat turns and the audio codes of its audio turns; the first `shared_turns` turns (holding the
+    first `shared_codes` clips) are the prefix that rows of the same voice, or the same dialogue voices, share."""
+    turns: list[dict]
+    codes: list
+    shared_turns: int
+    shared_codes: int
+
+
+def torch_cat(clips: list, codebooks: int):
+    """Audio codes of several clips end to end: [frames, codebooks], empty when there are none."""
+    import torch
+
+    return torch.cat(clips) if clips else torch.empty((0, codebooks), dtype=torch.long)
+
+
 def read_reference(path: Path) -> np.ndarray:
     """A reference clip as mono float32 at 24 kHz."""
     import soundfile as sf
@@ -79,6 +96,7 @@ class HiggsEngine(Engine):
     honours = frozenset({"temperature", "top_k", "top_p", "seed", "max_new_tokens", "ras_win_len", "scene",
                          "context"})
     batches = True
+    seed_per_row = True
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
         settings = get_settings()
@@ -94,9 +112,14 @@ class HiggsEngine(Engine):
         self._reference_codes: OrderedDict[str, object] = OrderedDict()
         self._static_kv: StaticKV | None = None  # pre-allocated caches and the compiled step, kept while warm
         self._compile_failed = False
+        self.prefix_reuse = settings.higgs_prefix_reuse
+        self._prefixes = PrefixCache()
         # Counters, for tests and the benchmark: what reuse saved is visible, not assumed.
         self.reference_encodings = 0
         self.generate_calls = 0
+        self.generate_rows = 0
+        self.prefill_tokens = 0  # prompt tokens run through the model (padding not counted)
+        self.prefill_tokens_reused = 0  # prompt tokens whose keys and values came from the prefix cache instead
 
     # ---- loading -------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -136,6 +159,7 @@ class HiggsEngine(Engine):
                               f"expects {model.config.num_codebooks} codebooks; the checkpoint and its tokenizer "
                               "do not match")
         self._reference_codes.clear()
+        self._prefixes.clear()
         self._static_kv = None
         self._model = model.to(self.device).eval()
         # Higgs' own MPS port keeps the audio tokenizer on the CPU: some of its ops have no MPS kernel.
@@ -179,58 +203,73 @@ class HiggsEngine(Engine):
             self._reference_codes.popitem(last=False)
         return codes
 
-    def conversation(self, request: RenderRequest) -> tuple[list[dict], list]:
-        """Chat turns for one request and the audio codes of its audio turns, in order: the voice's reference and,
-        in a context chain, the takes before it, each as a prior exchange of words and audio."""
+    def conversation(self, request: RenderRequest) -> Conversation:
+        """Chat turns for one request and the audio codes of its audio turns, in order. Alone: the voice's
+        reference as a prior exchange of words and audio, then, in a context chain, the takes before it the same
+        way, then the line (Higgs' own long-form prompting). In a dialogue chain (a speaker tag): each speaker's
+        reference in the scene as `SPEAKER<n>:` and its clip, then the earlier turns and the line, each tagged
+        `[SPEAKER<n>]` (Higgs' multi-speaker cloning). The system prompt, the scene and the reference exchange
+        come first: the prefix rows share."""
         text = lambda t: [{"type": "text", "text": t}]  # noqa: E731
-        turns = [{"role": "system", "content": text(SYSTEM_PROMPT)},
-                 {"role": "scene", "content": text(request.scene or DEFAULT_SCENE)}]
-        codes = []
-        if request.voice.reference is not None:  # cloning: the clip and its words as a prior exchange
+        tagged = lambda tag, t: t if request.speaker_tag is None else f"[SPEAKER{tag}] {t}"  # noqa: E731
+        scene, codes = text(request.scene or DEFAULT_SCENE), []
+        if request.speaker_tag is not None:
+            speakers = {e.tag: e.voice for e in request.context} | {request.speaker_tag: request.voice}
+            for tag, voice in sorted(speakers.items()):
+                if voice.reference is not None:  # a voice without one is Higgs' smart voice
+                    scene += [{"type": "text", "text": f"SPEAKER{tag}:"}, {"type": "audio"}]
+                    codes.append(self.reference_codes(voice))
+        turns = [{"role": "system", "content": text(SYSTEM_PROMPT)}, {"role": "scene", "content": scene}]
+        if request.speaker_tag is None and request.voice.reference is not None:  # cloning: clip and words as a turn
             turns += [{"role": "user", "content": text(request.voice.transcript or "")},
                       {"role": "assistant", "content": [{"type": "audio"}]}]
             codes.append(self.reference_codes(request.voice))
+        shared_turns, shared_codes = len(turns), len(codes)
         for earlier in request.context:
-            turns += [{"role": "user", "content": text(earlier.transcript or "")},
+            turns += [{"role": "user", "content": text(tagged(earlier.tag, earlier.take.transcript or ""))},
                       {"role": "assistant", "content": [{"type": "audio"}]}]
-            codes.append(self.reference_codes(earlier))
-        turns.append({"role": "user", "content": text(self.spoken_text(request))})  # no reference: Higgs' smart voice
-        return turns, codes
+            codes.append(self.reference_codes(earlier.take))
+        turns.append({"role": "user", "content": text(tagged(request.speaker_tag, self.spoken_text(request)))})
+        return Conversation(turns, codes, shared_turns, shared_codes)
+
+    def prompt_rows(self, requests: Sequence[RenderRequest]) -> list[PromptRow]:
+        """Each request's prompt as token ids and audio codes, split after the prefix rows share; built from cached
+        codes (the processor's own call would re-encode every reference clip for every line)."""
+        _, processor = self._loaded()
+        talks = [self.conversation(r) for r in requests]
+        texts = processor.apply_chat_template([t.turns for t in talks], tokenize=False, add_generation_prompt=True)
+        heads = processor.apply_chat_template([t.turns[:t.shared_turns] for t in talks], tokenize=False)
+        parts, codes = [], []
+        for request, talk, whole, head in zip(requests, talks, texts, heads):
+            if not whole.startswith(head):
+                raise EngineError(f"Higgs prompt for {request.text[:40]!r} does not start with its system and scene "
+                                  "turns; the checkpoint's chat template is not Higgs'")
+            shared = talk.shared_codes
+            for piece, clips in ((head, talk.codes[:shared]), (whole[len(head):], talk.codes[shared:])):
+                slots = piece.split(processor.audio_token)
+                if len(slots) != len(clips) + 1:
+                    raise EngineError(f"Higgs prompt for {request.text[:40]!r} has {len(slots) - 1} audio slots for "
+                                      f"{len(clips)} clips; the checkpoint's chat template is not Higgs'")
+                expanded = (processor.get_audio_tokens(len(c)) + s for c, s in zip(clips, slots[1:]))
+                parts.append(slots[0] + "".join(expanded))
+                codes.append(torch_cat(clips, self._model.config.num_codebooks))
+        ids = processor.tokenizer(parts, add_special_tokens=False)["input_ids"]
+        return [PromptRow(tuple(ids[i]), codes[i], tuple(ids[i + 1]), codes[i + 1]) for i in range(0, len(parts), 2)]
 
     def model_inputs(self, requests: Sequence[RenderRequest]) -> dict:
-        """Left-padded text and right-padded audio codes for one generate call, built from cached codes
-        (the processor's own call would re-encode every reference clip for every line)."""
-        import torch
-
+        """Left-padded text and right-padded audio codes for one generate call, whole prompts (no prefix reuse)."""
         model, processor = self._loaded()
-        prompts = [self.conversation(r) for r in requests]
-        texts = processor.apply_chat_template([turns for turns, _ in prompts], tokenize=False,
-                                              add_generation_prompt=True)
-        rows = []
-        for i, (_, codes) in enumerate(prompts):
-            parts = texts[i].split(processor.audio_token)
-            if len(parts) != len(codes) + 1:
-                raise EngineError(f"Higgs prompt for {requests[i].text[:40]!r} has {len(parts) - 1} audio slots "
-                                  f"for {len(codes)} clips; the checkpoint's chat template is not Higgs'")
-            texts[i] = parts[0] + "".join(processor.get_audio_tokens(len(c)) + p for c, p in zip(codes, parts[1:]))
-            rows.append(torch.cat(codes) if codes else torch.empty((0, model.config.num_codebooks), dtype=torch.long))
-        inputs = dict(processor.tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False,
-                                          return_tensors="pt"))
-        longest = max(len(r) for r in rows)
-        if longest:
-            eos = processor.audio_stream_eos_id
-            inputs["audio_input_ids"] = torch.stack(
-                [torch.nn.functional.pad(r, (0, 0, 0, longest - len(r)), value=eos) for r in rows])
-            inputs["audio_input_ids_mask"] = torch.arange(longest)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
-        return {k: v.to(model.device) for k, v in inputs.items()}
+        return whole_inputs(self.prompt_rows(requests), processor.tokenizer.pad_token_id,
+                            processor.audio_stream_eos_id, model.device)
 
     # ---- rendering -----------------------------------------------------------------------------------------
     def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
-        """Requests sharing decoding parameters and scene go through one generate call per `batch_size`."""
+        """Requests sharing decoding parameters (their seeds aside: each row has its own stream) and scene go
+        through one generate call per `batch_size`."""
         out: list[np.ndarray | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.params, r.scene), []).append(i)
+            groups.setdefault((r.params.model_copy(update={"seed": 0}), r.scene), []).append(i)
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 part = members[start:start + self.batch_size]
@@ -245,6 +284,7 @@ class HiggsEngine(Engine):
             if not is_out_of_memory(e):
                 raise
             self._static_kv = None  # its caches were sized for the batch that did not fit
+            self._prefixes.clear()
             self.clear_caches()
             if len(requests) == 1:
                 raise EngineError(f"Higgs ran out of memory on {self.device} rendering one line "
@@ -269,30 +309,45 @@ class HiggsEngine(Engine):
         return path
 
     def generate(self, requests: Sequence[RenderRequest]) -> list[np.ndarray]:
-        """One decoding run for requests that share decoding parameters; one waveform per request. Each row
-        samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates."""
+        """One decoding run for requests that share decoding parameters (seeds aside); one waveform per request.
+        Each row samples from its own stream, seeded from its job, so its audio does not depend on its batch-mates.
+        With prefix reuse, each prompt's shared prefix comes from the prefix cache and only the rest is prefilled."""
         import torch
 
-        model, _ = self._loaded()
+        model, processor = self._loaded()
         params = requests[0].params
-        inputs = self.model_inputs(requests)
-        path = self.decode_path(inputs["input_ids"].shape[1], params.max_new_tokens)
+        rows = self.prompt_rows(requests)
         seeds = [stream_seed(r.params.seed, r.key, self.spoken_text(r)) for r in requests]
         sampling = Sampling(params.temperature, params.top_k, params.top_p, params.ras_win_len)
+        pad, eos = processor.tokenizer.pad_token_id, processor.audio_stream_eos_id
         with torch.inference_mode():
+            prefix = None
+            if self.prefix_reuse:
+                found = [self._prefixes.get(model, row) for row in rows]
+                computed = {row.prefix_key: len(row.prefix_ids) for row, (_, new) in zip(rows, found) if new}
+                prefix = batch_prefix([kv for kv, _ in found])
+                inputs = suffix_inputs(rows, pad, eos, model.device)
+                self.prefill_tokens += sum(len(r.suffix_ids) for r in rows) + sum(computed.values())
+                self.prefill_tokens_reused += sum(len(r.prefix_ids) for r in rows) - sum(computed.values())
+            else:
+                inputs = whole_inputs(rows, pad, eos, model.device)
+                self.prefill_tokens += sum(len(r) for r in rows)
+            path = self.decode_path(inputs["attention_mask"].shape[1], params.max_new_tokens)
             try:
-                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, self._static(path))
+                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, self._static(path),
+                                         prefix)
             except Exception as e:  # noqa: BLE001 (a compile that fails falls back to eager; the rest re-raises)
                 if path != COMPILED or is_out_of_memory(e):
                     raise
                 log.warning("Higgs' compiled decoding failed on %s (%s); decoding eagerly from now on", self.device, e)
                 self._compile_failed, path = True, EAGER
-                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens)
+                frames = generate_frames(model, inputs, seeds, sampling, params.max_new_tokens, None, prefix)
         self.generate_calls += 1
+        self.generate_rows += len(requests)
         steps: list[int] = []
         audios = self.decode(frames, None, steps)
-        for request, count in zip(requests, steps):
-            request.measured.update(decode_steps=count, decode_path=path)
+        for request, row, count in zip(requests, rows, steps):
+            request.measured.update(decode_steps=count, decode_path=path, prompt_tokens=len(row))
         return audios
 
     def _static(self, path: str) -> StaticKV | None:
@@ -349,6 +404,7 @@ class HiggsEngine(Engine):
         self._processor = None
         self._static_kv = None
         self._reference_codes.clear()
+        self._prefixes.clear()
         self.clear_caches()
 
     def info(self) -> EngineInfo:

@@ -142,9 +142,12 @@ class StaticKV:
 
 
 def generate_frames(model, inputs: dict, seeds: list[int], sampling: Sampling, max_new_tokens: int,
-                    static: StaticKV | None = None) -> torch.Tensor:
+                    static: StaticKV | None = None, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                    ) -> torch.Tensor:
     """Generated frames [rows, steps, codebooks], the all-start frame first: on the growing cache, or on
-    `static`'s pre-allocated one with the batch padded to its bucket."""
+    `static`'s pre-allocated one with the batch padded to its bucket. With `prefix` (per layer, the rows' prompt
+    prefix keys and values, engine/higgs_prefix.py), the cache starts from them and `inputs` hold the rest of
+    each prompt, its attention mask covering both."""
     from transformers import DynamicCache
 
     rows = len(seeds)
@@ -152,9 +155,11 @@ def generate_frames(model, inputs: dict, seeds: list[int], sampling: Sampling, m
         extra = bucket(rows) - rows
         inputs = {k: torch.cat([v, v[-1:].expand(extra, *v.shape[1:])]) for k, v in inputs.items()}
         seeds = seeds + [seeds[-1]] * extra
+        if prefix is not None:
+            prefix = [tuple(torch.cat([t, t[-1:].expand(extra, *t.shape[1:])]) for t in kv) for kv in prefix]
     mask = inputs["attention_mask"].bool()
     prompt = mask.shape[1]
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # left padding: each row counts from its first token
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # padding: each row counts its own tokens only
     sampler = RowSampler(model.config, seeds, sampling, mask.device)
     if static is None:
         cache, step_forward = DynamicCache(config=model.config), model
@@ -162,9 +167,12 @@ def generate_frames(model, inputs: dict, seeds: list[int], sampling: Sampling, m
         length = -(-(prompt + max_new_tokens) // CACHE_BUCKET) * CACHE_BUCKET
         cache, step_forward = static.cache(len(seeds), length), static.step
         mask = torch.cat([mask, mask.new_zeros((len(seeds), length - prompt))], dim=1)
+    for layer, (keys, values) in enumerate(prefix or ()):
+        cache.update(keys, values, layer)
     out = model(input_ids=inputs["input_ids"], attention_mask=mask, audio_input_ids=inputs.get("audio_input_ids"),
-                audio_input_ids_mask=inputs.get("audio_input_ids_mask"), position_ids=positions, cache=cache,
-                use_cache=True, logits_to_keep=1)
+                audio_input_ids_mask=inputs.get("audio_input_ids_mask"),
+                position_ids=positions[:, prompt - inputs["input_ids"].shape[1]:], cache=cache, use_cache=True,
+                logits_to_keep=1)
     position = positions[:, -1:]
     frames = []
     for step in range(max_new_tokens):

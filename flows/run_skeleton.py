@@ -106,12 +106,12 @@ def look_up_cache(db: Path, takes_dir: Path, keys: list[str], force: bool = Fals
 def submit_renders(batches: list[RenderBatch], setup: EngineSetup, takes_dir: Path, settings: Settings,
                    scene: str | None) -> list[PrefectFuture]:
     """One render task per batch, on the flow's task runner (the engine lanes decide what runs at once); a batch
-    with chained jobs waits for the batches that render their predecessors."""
+    with chained jobs waits for the batches that render the takes it is prompted with."""
     limits = take_limits(settings)
     made_in = {job.key: i for i, batch in enumerate(batches) for job in batch.jobs}
     futures: list[PrefectFuture] = []
     for b in batches:
-        after = sorted({made_in[j.predecessor] for j in b.jobs if j.predecessor in made_in})
+        after = sorted({made_in[t.key] for j in b.jobs for t in j.context if t.key in made_in})
         futures.append(steps.render_batch.submit(b, setup.prompts[b.engine], takes_dir, settings.device,
                                                  settings.dtype, limits, scene, wait_for=[futures[i] for i in after]))
     stopping.on_stop(lambda: cancel_queued(futures))

@@ -123,6 +123,15 @@ def test_a_rows_audio_does_not_depend_on_its_batch_mates_the_batch_size_or_a_spl
     assert target.measured["decode_path"] == "eager"  # on the CPU, unless VOICEBATCH_HIGGS_DECODE says otherwise
 
 
+def test_rows_with_different_seeds_share_a_generate_call_and_keep_their_own_audio(engine, voices):
+    alone = [engine.render(requests(voices["ava"], [LINES[i]], seed=seed))[0] for i, seed in ((0, 3), (1, 4))]
+    calls = engine.generate_calls
+    together = engine.render(requests(voices["ava"], LINES[:1], seed=3) + requests(voices["ava"], LINES[1:2], seed=4))
+    assert engine.generate_calls == calls + 1
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_static_cache_path_gives_the_same_audio_as_the_eager_path(engine, voices):
     from conftest import setting
 
@@ -139,13 +148,13 @@ def test_the_static_cache_path_gives_the_same_audio_as_the_eager_path(engine, vo
 
 def test_cloning_prompts_the_reference_and_transcript_and_smart_voice_has_none(engine, voices):
     ava = voices["ava"]
-    turns, codes = engine.conversation(RenderRequest("Hello there.", ava, DecodingParams(), scene=SCENE))
+    turns, codes, _, _ = engine.conversation(RenderRequest("Hello there.", ava, DecodingParams(), scene=SCENE))
     assert [t["role"] for t in turns] == ["system", "scene", "user", "assistant", "user"]
     assert turns[1]["content"][0]["text"] == SCENE and turns[2]["content"][0]["text"] == ava.transcript
     assert turns[-1]["content"][0]["text"] == "Hello there." and len(codes) == 1
     assert codes[0].shape[1] == engine._model.config.num_codebooks
     smart = VoicePrompt("nobody", "no-reference")
-    turns, codes = engine.conversation(RenderRequest("Hello there.", smart, DecodingParams()))
+    turns, codes, _, _ = engine.conversation(RenderRequest("Hello there.", smart, DecodingParams()))
     assert [t["role"] for t in turns] == ["system", "scene", "user"] and codes == []
     (audio,) = engine.render([RenderRequest("Hello there.", smart, DecodingParams(seed=3))])
     assert audio.size > 0 and np.all(np.isfinite(audio))
@@ -157,6 +166,22 @@ def test_the_prompt_holds_one_audio_token_per_reference_frame(engine, voices):
     frames = inputs["audio_input_ids_mask"].sum(dim=1)
     assert torch.equal((inputs["input_ids"] == audio_token).sum(dim=1) + engine._model.config.num_codebooks - 1, frames)
     assert inputs["attention_mask"][0, 0] == 0 and inputs["attention_mask"][:, -1].all()  # left padding
+
+
+def test_a_prompt_split_at_its_shared_prefix_has_the_ids_of_the_whole_prompt(engine, voices):
+    """The prefix (system, scene, reference exchange) and the rest are tokenized apart so the prefix can be
+    cached: together they are exactly the ids of the whole prompt as the processor's tokenizer reads it."""
+    processor = engine._processor
+    batch = requests(voices["ava"], ["Short.", "A much longer line than the other one."])
+    for request, row in zip(batch, engine.prompt_rows(batch)):
+        turns, codes, shared, _ = engine.conversation(request)
+        text = processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        slots = text.split(processor.audio_token)
+        whole = slots[0] + "".join(processor.get_audio_tokens(len(c)) + s for c, s in zip(codes, slots[1:]))
+        ids = processor.tokenizer(whole, add_special_tokens=False)["input_ids"]
+        assert list(row.prefix_ids + row.suffix_ids) == ids
+        assert processor.tokenizer.decode(row.prefix_ids).endswith("<|eot_id|>") and shared == 4
+    assert len({row.prefix_key for row in engine.prompt_rows(batch)}) == 1
 
 
 def test_out_of_memory_halves_the_batch_until_it_fits(engine, voices, monkeypatch):

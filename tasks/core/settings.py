@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     higgs_decode: Literal["auto", "eager", "static", "compiled"] = Field(
         "auto", description="Higgs decoding: auto (compiled with CUDA graphs on CUDA, else eager), eager (growing KV "
         "cache), static (pre-allocated cache, fixed shapes), compiled (static, CUDA only; elsewhere eager).")
+    higgs_prefix_reuse: bool = Field(
+        True, description="Higgs: keep the KV cache of the prompt prefix rows share (system prompt, scene, reference "
+        "clips) and prefill only the rest of each prompt; false prefills every whole prompt.")
     output_dir: Path = Field(Path("outputs"), description="Where chapters, books and takes are written.")
     db_path: Path | None = Field(None, description="Provenance database; default <output_dir>/provenance.duckdb.")
     voices_dir: Path = Field(Path("voices"), description="Voice assets, one folder per voice id.")

@@ -69,7 +69,7 @@ def retake_jobs(jobs: list[RenderJob], script: Script, facts: dict[str, EngineFa
         for step in range(1, count + 1):
             params = job.params.model_copy(update={"seed": (job.params.seed + step) % 2**32})
             key = cache_key(job.text, script.voices[job.speaker], params, engine, script.manifest.scene,
-                            job.pronunciations, job.predecessor)
+                            job.pronunciations, job.predecessor, job.speaker_tag)
             variants.append(replace(job, params=params, key=key))
         out[job.key] = variants
     return out

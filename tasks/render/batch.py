@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.base import RenderRequest, VoicePrompt
+from engine.base import EarlierTake, RenderRequest, VoicePrompt
 from engine.device import is_out_of_memory
 from engine.pool import checkout, warm_engine
 from tasks.audio.assemble import measure
@@ -102,7 +102,8 @@ class _BatchRenderer:
     def _call(self, device: str, jobs: list[RenderJob]) -> tuple[list[np.ndarray], float, str, tuple[datetime, datetime],
                                                                   list[dict]]:
         requests = [RenderRequest(j.text, self.prompts[j.voice_id], j.params, j.key, self.scene,
-                                  pronunciations=j.pronunciations, context=self._context(j)) for j in jobs]
+                                  pronunciations=j.pronunciations, context=self._context(j), speaker_tag=j.speaker_tag)
+                    for j in jobs]
         with checkout(self.batch.engine, device, self.dtype) as engine:
             started_at, start = datetime.now(), time.perf_counter()
             try:
@@ -151,16 +152,18 @@ class _BatchRenderer:
             else:
                 self._keep(job, audio, seconds * audio.size / total, made_on, interval, facts)
 
-    def _context(self, job: RenderJob) -> tuple[VoicePrompt, ...]:
-        """A chained job's predecessor take as a prompt (keyed by the take's cache key); rendered in an earlier
-        batch of this run or an earlier run, so it is on disk."""
-        if job.predecessor is None:
-            return ()
-        path = take_path(self.takes_dir, job.predecessor)
-        if not path.is_file():
-            raise EngineError(f"the take before this chunk in its context chain ({job.predecessor[:12]}) was not "
-                              "rendered; it failed or was removed, so this chunk cannot be prompted with it")
-        return (VoicePrompt(job.voice_id, f"take:{job.predecessor}", path, job.predecessor_text),)
+    def _context(self, job: RenderJob) -> tuple[EarlierTake, ...]:
+        """A chained job's window of earlier takes as prompts (each keyed by its take's cache key), with the voices
+        that spoke them; rendered in an earlier batch of this run or an earlier run, so they are on disk."""
+        earlier = []
+        for turn in job.context:
+            path = take_path(self.takes_dir, turn.key)
+            if not path.is_file():
+                raise EngineError(f"a take before this chunk in its context chain ({turn.key[:12]}) was not rendered; "
+                                  "it failed or was removed, so this chunk cannot be prompted with it")
+            earlier.append(EarlierTake(VoicePrompt(turn.voice_id, f"take:{turn.key}", path, turn.text),
+                                       self.prompts[turn.voice_id], turn.tag))
+        return tuple(earlier)
 
     def _device_of(self, device: str) -> str:
         return warm_engine(self.batch.engine, device, self.dtype).engine.device

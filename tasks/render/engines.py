@@ -54,7 +54,8 @@ def prepare_engines(script: Script, requested: str | None, default: str, device:
             prompts[name][voice.id] = prompt
         facts[name] = EngineFacts(name, info.model, info.revision, info.code_version, engine.honours, options,
                                   engine.uses_reference, engine.batch_size,
-                                  reads_phonemes=type(engine).phoneme_alphabet() is not None)
+                                  reads_phonemes=type(engine).phoneme_alphabet() is not None,
+                                  seed_per_row=engine.seed_per_row)
         infos[name] = info
     return EngineSetup(speaker_engine, facts, infos, prompts)
 

@@ -29,7 +29,7 @@ class ScriptChapter:
     title: str
     prose: bool  # True: one longform text, chunked at sentence boundaries when planned
     lines: tuple[ScriptLine, ...]
-    context: str = "none"  # "chain": engines that honour it prompt each chunk with its speaker's previous one
+    context: str = "none"  # "chain": engines that honour it prompt each chunk with the chapter's takes before it
 
 
 @dataclass(frozen=True)

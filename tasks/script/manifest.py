@@ -44,9 +44,10 @@ UNSUPPORTED_SETTINGS = {
 
 
 Context = Literal["none", "chain"]
-CONTEXT_HELP = ("chain: Higgs prompts each chunk with the one before it by the same speaker in the same chapter (its "
-                "text and audio), so an edit re-renders the rest of that chain; none: the voice's reference only. "
-                "Other engines ignore it.")
+CONTEXT_HELP = ("chain: Higgs prompts each chunk with the two before it in the same chapter (their text and audio), "
+                "whoever spoke them: a dialogue turn hears the turns before it, each speaker's reference kept; an "
+                "edit re-renders the rest of that chapter's chain; none: the voice's reference only. Other engines "
+                "ignore it.")
 
 
 class _OverrideMethods(BaseModel):

@@ -27,6 +27,20 @@ class EngineFacts:
     uses_reference: bool = False  # the engine speaks with the staged reference clip
     batch_size: int = 16  # most jobs per render call, as the engine declares
     reads_phonemes: bool = False  # `/phonemes/` pronunciations apply to it; else they are left out
+    seed_per_row: bool = False  # one render call may mix seeds (each job samples from its own stream)
+
+
+CONTEXT_WINDOW = 2  # earlier takes a chained prompt holds: the rolling buffer of Higgs' long-form example
+
+
+@dataclass(frozen=True)
+class ContextTurn:
+    """An earlier take of a context chain that a job is prompted with: its cache key, words and voice, and the
+    voice's speaker tag (SPEAKER<n>) where the chain is a dialogue."""
+    key: str
+    text: str
+    voice_id: str
+    tag: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,12 @@ class RenderJob:
     source: str
     key: str
     pronunciations: Entries = ()  # the manifest's entries that occur in `text` (engine/lexicon.py)
-    # Context chains: the take this chunk is prompted with (the same speaker's previous chunk in the chapter),
-    # its text, and the chunk's place in its chain (0 unchained or first): links render in order of `link`.
+    # Context chains: the take just before this chunk in its chapter (any speaker of the same engine), the last
+    # CONTEXT_WINDOW takes it is prompted with (oldest first), its speaker tag once the chain holds a second voice,
+    # and its place in the chain (0 unchained or first): links render in order of `link`.
     predecessor: str | None = None
-    predecessor_text: str | None = None
+    context: tuple[ContextTurn, ...] = ()
+    speaker_tag: int | None = None
     link: int = 0
 
 
@@ -80,11 +96,12 @@ def resolve_params(script: Script, speaker: str, line: ScriptLine) -> DecodingPa
 
 
 def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFacts, scene: str | None = None,
-              pronunciations: Entries = (), predecessor: str | None = None) -> str:
+              pronunciations: Entries = (), predecessor: str | None = None, speaker_tag: int | None = None) -> str:
     """sha256 over everything that changes the sound, and nothing else (settings the engine ignores are out;
     the line's position is out, so inserting a line leaves the others' keys alone; only the pronunciations
     that occur in the text are in, so editing one entry re-renders only the lines that contain it; a chained
-    take's predecessor key is in, so an edit re-renders its chain from there on)."""
+    take's predecessor key is in, and through it every earlier take of its chain, so an edit re-renders its
+    chain from there on; so are the window and its speaker tag, which shape its prompt)."""
     material = {
         "text": text,
         "voice": voice.content_hash,
@@ -101,6 +118,7 @@ def cache_key(text: str, voice: Voice, params: DecodingParams, facts: EngineFact
         material["pronunciations"] = [list(entry) for entry in pronunciations]
     if predecessor:  # absent unless chained: unchained keys are what they were
         material["predecessor"] = predecessor
+        material["context"] = {"window": CONTEXT_WINDOW, "speaker_tag": speaker_tag}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -111,7 +129,7 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
     jobs = []
     lexicons = speaker_lexicons(script.manifest)
     for chapter in script.chapters:
-        previous: dict[str, RenderJob] = {}  # speaker -> their last chunk so far in this chapter (chains)
+        chains: dict[str, _Chain] = {}  # engine -> its context chain in this chapter (the scene)
         for line_index, line in enumerate(chapter.lines):
             voice = script.voices[line.speaker]
             facts = engines[speaker_engine[line.speaker]]
@@ -120,21 +138,41 @@ def plan_jobs(script: Script, engines: dict[str, EngineFacts], speaker_engine: d
             # Lines are chunked too: a 10,000-word line must not reach an engine in one piece.
             texts = chunk_text(line.text, budget)
             chained = chapter.context == "chain" and "context" in facts.honours
+            chain = chains.setdefault(facts.name, _Chain()) if chained else None
             for chunk_index, text in enumerate(texts):
                 last = chunk_index == len(texts) - 1
                 said = tuple(e for e in matching_entries(text, lexicon) if facts.reads_phonemes or not is_phonemes(e[1]))
-                before = previous.get(line.speaker) if chained else None
-                link = dict(predecessor=before.key, predecessor_text=before.text, link=before.link + 1) if before else {}
+                link = chain.next_link(voice.id) if chain else {}
                 job = RenderJob(
                     chapter=chapter.index, line=line_index, chunk=chunk_index, speaker=line.speaker,
                     voice_id=voice.id, engine=facts.name, text=text, params=params,
                     pause_after=line.pause_after if last else None, source=line.source,
-                    key=cache_key(text, voice, params, facts, script.manifest.scene, said, link.get("predecessor")),
+                    key=cache_key(text, voice, params, facts, script.manifest.scene, said, link.get("predecessor"),
+                                  link.get("speaker_tag")),
                     pronunciations=said, **link)
                 jobs.append(job)
-                if chained:
-                    previous[line.speaker] = job
+                if chain:
+                    chain.jobs.append(job)
     return jobs
+
+
+@dataclass
+class _Chain:
+    """The takes of one chapter's context chain so far. Every chained line of the chapter (the scene) is a link,
+    whoever speaks it: a dialogue turn is prompted with the turns before it, the other speakers' included. Voices
+    get speaker tags in order of first appearance, once a second voice has spoken."""
+    jobs: list[RenderJob] = field(default_factory=list)
+    tags: dict[str, int] = field(default_factory=dict)
+
+    def next_link(self, voice_id: str) -> dict[str, Any]:
+        self.tags.setdefault(voice_id, len(self.tags))
+        if not self.jobs:
+            return {}
+        dialogue = len(self.tags) > 1
+        window = tuple(ContextTurn(j.key, j.text, j.voice_id, self.tags[j.voice_id] if dialogue else None)
+                       for j in self.jobs[-CONTEXT_WINDOW:])
+        return dict(predecessor=self.jobs[-1].key, context=window,
+                    speaker_tag=self.tags[voice_id] if dialogue else None, link=self.jobs[-1].link + 1)
 
 
 def ignored_context(script: Script, engines: dict[str, EngineFacts], speaker_engine: dict[str, str]) -> list[str]:
@@ -150,17 +188,22 @@ def ignored_context(script: Script, engines: dict[str, EngineFacts], speaker_eng
 
 
 def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_size: int | None = None) -> list[RenderBatch]:
-    """Jobs sharing (engine, voice, honoured parameters, chain link) go together, at most `batch_size` per batch
+    """Jobs sharing (engine, voice, honoured parameters, chain link) go together (the seed aside where the engine
+    samples each job from its own stream), at most `batch_size` per batch
     (default: what each engine declares), each key rendered once; batches run in order of link (a chain's
-    chunks after their predecessors; one batch holds the same link of many chains), then of script order."""
+    chunks after their predecessors; one batch holds the same link of many chains), then of script order.
+    Links after the first go together whatever their voice: each row brings its own prompt (its chain's takes),
+    so a dialogue's turns from many chapters still fill a batch."""
     groups: dict[tuple, list[RenderJob]] = {}
     seen: set[str] = set()
     for job in jobs:
         if job.key in seen:
             continue  # the same words in the same voice and settings: one take serves every place
         seen.add(job.key)
-        honoured = json.dumps(job.params.honoured(engines[job.engine].honours), sort_keys=True)
-        groups.setdefault((job.engine, job.voice_id, honoured, job.link), []).append(job)
+        facts = engines[job.engine]
+        honoured = json.dumps(job.params.honoured(facts.honours - {"seed"} if facts.seed_per_row else facts.honours),
+                              sort_keys=True)
+        groups.setdefault((job.engine, job.voice_id if job.link == 0 else "", honoured, job.link), []).append(job)
     batches = []
     for (engine, _, _, link), members in groups.items():
         size = batch_size or engines[engine].batch_size
@@ -168,5 +211,5 @@ def group_jobs(jobs: list[RenderJob], engines: dict[str, EngineFacts], batch_siz
             part = tuple(members[start:start + size])
             batches.append(((link, part[0].chapter, part[0].line, part[0].chunk), part))
     batches.sort(key=lambda b: b[0])
-    return [RenderBatch(i, part[0].engine, part[0].voice_id, part[0].params, part)
+    return [RenderBatch(i, part[0].engine, "+".join(dict.fromkeys(j.voice_id for j in part)), part[0].params, part)
             for i, (_, part) in enumerate(batches)]

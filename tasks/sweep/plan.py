@@ -248,7 +248,7 @@ def plan_sweep(script: Script, selected: list[RenderJob], points: list[GridPoint
                 seed = seeds_for(job, seeds)[seed_index]
                 params = DecodingParams(**{**job.params.model_dump(), **point.params, "seed": seed})
                 key = cache_key(job.text, script.voices[job.speaker], params, engines[job.engine],
-                                script.manifest.scene, job.pronunciations, job.predecessor)
+                                script.manifest.scene, job.pronunciations, job.predecessor, job.speaker_tag)
                 planned.append(SweepJob(point, replace(job, params=params, key=key)))
     return planned
 
