@@ -20,6 +20,7 @@ from flows.run_skeleton import (collect, failed_rows, failure_recorded, look_up_
                                  refuse_too_many, run_place, submit_renders, take_limits)
 from flows.runners import remote_task_runner
 from tasks.core.settings import get_settings
+from tasks.core.stopping import reclaim_signals
 from tasks.output.mastering import take_level_rows
 from tasks.qa import report as qa_report
 from tasks.render import cache
@@ -76,6 +77,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged.
     `overrides` (tasks/script/overrides.py) set decoding settings and loudness on top of the manifest's; with `review`
     the run's review page is written and linked."""
+    reclaim_signals()  # Prefect's flow engine took SIGTERM over: the command's handler stops the run
     settings = get_settings()
     logger = get_run_logger()
     place = run_place(output_dir, settings)

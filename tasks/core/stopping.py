@@ -13,6 +13,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}  # 12
 _requested = threading.Event()
 _signal = [signal.SIGINT]  # the signal that asked, for the exit code
 _on_stop: list[Callable[[], None]] = []
+_handler: list[Callable | None] = [None]  # the signal handler a command installed (the CLI's), if any
 
 
 class StopRequested(KeyboardInterrupt):
@@ -45,6 +46,25 @@ def request_stop(signum: int) -> None:
             callback()
         except Exception:  # noqa: BLE001 - a callback that fails must not keep the others from running
             pass
+
+
+def handle_signals(handler: Callable) -> None:
+    """Install `handler` for SIGINT, SIGTERM and SIGHUP, remembered so that a flow run can put it back."""
+    _handler[0] = handler
+    for signum in EXIT_CODES:
+        signal.signal(signum, handler)
+
+
+def reclaim_signals() -> None:
+    """Put the command's handler back where another took a signal over: Prefect's flow engine installs its own
+    SIGTERM handler for a flow run, which raises an exception that asks no work to stop. Nothing happens where
+    no command installed one (a flow run by a Prefect worker keeps Prefect's) or off the main thread."""
+    handler = _handler[0]
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in EXIT_CODES:
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 def requested_by() -> int:
