@@ -134,7 +134,9 @@ def wait_until_healthy(process: subprocess.Popen, state: ServerState, folder: Pa
 
 
 def stop_process(pid: int, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is gone."""
+    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is gone. The SIGKILL goes to the
+    server's process group (launched in a session of its own): `prefect server start` forwards a SIGTERM to its
+    uvicorn child, but a SIGKILLed one would leave that child running."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -149,9 +151,12 @@ def stop_process(pid: int, grace: float = 10.0) -> None:
                 return
         time.sleep(0.1)
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # not a group leader (or gone): the process alone
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @contextmanager

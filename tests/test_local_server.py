@@ -96,3 +96,23 @@ def test_temporary_server_dies_with_a_killed_render(home, tmp_path):
         time.sleep(0.2)
     assert not running(server[0]), f"the temporary server (pid {server[0]}) outlived its render"
     assert not (home / "voicebatch-server.json").exists()
+
+
+STUCK = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "child = subprocess.Popen([sys.executable, '-c', {child!r}]); print(child.pid, flush=True); time.sleep(60)")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_server_that_does_not_stop_is_killed_with_its_child():
+    """What a `prefect server start` stuck past its grace leaves: its uvicorn child must go with it."""
+    from flows.local_server import stop_process
+
+    stuck = STUCK.format(child="import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
+    server = subprocess.Popen([sys.executable, "-c", stuck], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    child = int(server.stdout.readline())
+    stop_process(server.pid, grace=0.5)
+    server.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child), f"the server's child (pid {child}) outlived it"
