@@ -100,6 +100,9 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         for message in ignored_context(script, setup.facts, setup.speaker_engine):
             logger.warning(message)
         refuse_too_many(len(jobs), manifest, settings, "plans", "split the manifest or raise the limit")
+        # The takes this run will read are hashed here, in a read of their own: whether one must be rendered again
+        # is needed before the render lane is planned, and the read that decodes them (normalisation) comes later,
+        # beside the render lane (the file is then in the page cache).
         hits, takes = look_up_cache(db, takes_dir, [j.key for j in jobs], force,
                                     verify=None if force else takes_to_read(script, jobs, out, db))
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
