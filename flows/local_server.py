@@ -35,6 +35,7 @@ from tasks.core.errors import VoicebatchError
 from tasks.core.files import write_text_atomic
 from tasks.core.processes import is_alive
 from tasks.core.settings import get_settings
+from tasks.core.stopping import deferred
 
 STATE_NAME = "voicebatch-server.json"
 LOCK_NAME = "voicebatch-server.lock"
@@ -182,9 +183,16 @@ def ensure_server(folder: Path | None = None) -> tuple[ServerState, bool]:
             stop_process(state.pid)  # ours, of another Prefect version: it would serve another database schema
         settings = get_settings()
         port = free_port(settings.server_port)
-        process = launch(folder, port, temporary=False)
-        state = ServerState(port, process.pid, prefect.__version__)
-        wait_until_healthy(process, state, folder, settings.server_start_timeout)
+        process = None
+        try:
+            with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
+                process = launch(folder, port, temporary=False)
+            state = ServerState(port, process.pid, prefect.__version__)
+            wait_until_healthy(process, state, folder, settings.server_start_timeout)
+        except BaseException:  # a stop, say: no state file would name this server, and nothing would stop it
+            if process is not None:
+                stop_process(process.pid)
+            raise
         write_text_atomic(folder / STATE_NAME, json.dumps(asdict(state)))
         return state, True
 
@@ -205,14 +213,17 @@ def temporary_server() -> Iterator[ServerState]:
     """A server for this command only, stopped when the block ends (and, on Linux, when this process dies)."""
     folder, settings = home(), get_settings()
     port = free_port(0)
-    process = launch(folder, port, temporary=True)
+    process = None
     try:
+        with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
+            process = launch(folder, port, temporary=True)
         state = ServerState(port, process.pid, prefect.__version__)
         wait_until_healthy(process, state, folder, settings.server_start_timeout)
         yield state
     finally:
         send_pending_records()
-        stop_process(process.pid)
+        if process is not None:
+            stop_process(process.pid)
 
 
 def send_pending_records(timeout: float = 5.0) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, cli_env, rows, run_cli, running
-from test_local_server import children
+from test_local_server import server_children
 
 from tasks.core.out_folders import takes_dir
 
@@ -71,7 +71,7 @@ def reached(stage: str, render: subprocess.Popen, out: Path, since_ns: int, take
     written by it (the others mastered, the book assembled and encoded next: ffmpeg may be running)."""
     found = take_files(out)
     if stage == "start-up":
-        return bool(temporary_servers(render.pid)) and not found
+        return bool(server_children(render.pid)) and not found
     if stage == "rendering":
         return written_since(found, since_ns) and len(found) < takes
     return len(found) == takes and written_since(list((out / BOOK).glob("[0-9][0-9]-*.wav")), since_ns)
@@ -88,18 +88,6 @@ def marked_processes(mark: str) -> list[int]:
         except OSError:  # gone, or another user's
             continue
     return [pid for pid in found if running(pid)]
-
-
-def temporary_servers(pid: int) -> list[int]:
-    """The `prefect server start` children of `pid`."""
-    found = []
-    for child in children(pid):
-        try:
-            if b"server\0start" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-        except OSError:
-            continue
-    return found
 
 
 def statuses(out: Path) -> list[str]:
@@ -122,7 +110,7 @@ def stop_at(stage: str, signum: int, out: Path, takes: int) -> None:
         while not (at_stage := reached(stage, render, out, since_ns, takes)) and render.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        servers = temporary_servers(render.pid)
+        servers = server_children(render.pid)
         if at_stage and render.poll() is None:
             if TO_GROUP[signum]:
                 os.killpg(render.pid, signum)
@@ -167,3 +155,30 @@ def test_a_signal_at_each_stage_stops_cleanly_and_the_rerun_matches(signum, clea
     assert book_folder(out) == clean
     assert statuses(out)[-1] == "completed"
     assert not list(out.rglob(".*.tmp*")), "temporary files left after the re-run"
+
+
+DEFERRED = """
+import os, signal, subprocess, sys
+from flows.cli.stopping import install_handlers
+from tasks.core.stopping import StopRequested, deferred
+install_handlers()
+child = None
+try:
+    with deferred():  # the SIGTERM lands while Popen waits for the child's exec
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 preexec_fn=lambda: os.kill(os.getppid(), signal.SIGTERM))
+except StopRequested as stop:
+    print(stop.signum, child.pid if child else None, flush=True)
+    if child:
+        child.kill()
+        child.wait()
+"""
+
+
+def test_a_stop_while_a_child_process_starts_leaves_its_process_object():
+    """What a temporary server's start needs: a stop inside Popen would lose the child, and the means to stop
+    it; deferred, the stop is raised once the child is known."""
+    done = subprocess.run([sys.executable, "-c", DEFERRED], env=cli_env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    signum, pid = done.stdout.split()
+    assert int(signum) == signal.SIGTERM and pid != "None", done.stdout + done.stderr

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from tasks.core.stopping import EXIT_CODES, StopRequested, handle_signals, request_stop, stop_requested
+from tasks.core.stopping import EXIT_CODES, StopRequested, deferring, handle_signals, request_stop, stop_requested
 
 
 def _on_signal(signum: int, frame) -> None:
@@ -17,7 +17,8 @@ def _on_signal(signum: int, frame) -> None:
     request_stop(signum)
     for handler in logging.getLogger().handlers:  # Prefect's console handler, once Prefect has set up logging
         handler.addFilter(_not_a_run_error)
-    raise StopRequested(signum)
+    if not deferring():  # else raised when the deferred block ends
+        raise StopRequested(signum)
 
 
 def _not_a_run_error(record: logging.LogRecord) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from tasks.core.errors import VoicebatchError
 
@@ -14,6 +15,7 @@ _requested = threading.Event()
 _signal = [signal.SIGINT]  # the signal that asked, for the exit code
 _on_stop: list[Callable[[], None]] = []
 _handler: list[Callable | None] = [None]  # the signal handler a command installed (the CLI's), if any
+_deferring = [0]  # depth of deferred() blocks
 
 
 class StopRequested(KeyboardInterrupt):
@@ -65,6 +67,25 @@ def reclaim_signals() -> None:
     for signum in EXIT_CODES:
         if signal.getsignal(signum) is not handler:
             signal.signal(signum, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block a stop must not cut short, such as starting a child process (a stop inside Popen loses the
+    process object, and with it the means to stop the child): the handler only asks for the stop, and
+    StopRequested is raised when the block ends."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    if _requested.is_set() and not _deferring[0]:
+        raise StopRequested(_signal[0])
+
+
+def deferring() -> bool:
+    """Whether a signal handler must leave raising StopRequested to the end of a deferred() block."""
+    return _deferring[0] > 0
 
 
 def requested_by() -> int:
