@@ -35,6 +35,7 @@ from tasks.core.errors import VoicebatchError
 from tasks.core.files import write_text_atomic
 from tasks.core.processes import is_alive
 from tasks.core.settings import get_settings
+from tasks.core.stopping import deferred
 
 STATE_NAME = "voicebatch-server.json"
 LOCK_NAME = "voicebatch-server.lock"
@@ -134,7 +135,9 @@ def wait_until_healthy(process: subprocess.Popen, state: ServerState, folder: Pa
 
 
 def stop_process(pid: int, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is gone."""
+    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is gone. The SIGKILL goes to the
+    server's process group (launched in a session of its own): `prefect server start` forwards a SIGTERM to its
+    uvicorn child, but a SIGKILLed one would leave that child running."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -149,9 +152,12 @@ def stop_process(pid: int, grace: float = 10.0) -> None:
                 return
         time.sleep(0.1)
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # not a group leader (or gone): the process alone
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @contextmanager
@@ -177,9 +183,16 @@ def ensure_server(folder: Path | None = None) -> tuple[ServerState, bool]:
             stop_process(state.pid)  # ours, of another Prefect version: it would serve another database schema
         settings = get_settings()
         port = free_port(settings.server_port)
-        process = launch(folder, port, temporary=False)
-        state = ServerState(port, process.pid, prefect.__version__)
-        wait_until_healthy(process, state, folder, settings.server_start_timeout)
+        process = None
+        try:
+            with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
+                process = launch(folder, port, temporary=False)
+            state = ServerState(port, process.pid, prefect.__version__)
+            wait_until_healthy(process, state, folder, settings.server_start_timeout)
+        except BaseException:  # a stop, say: no state file would name this server, and nothing would stop it
+            if process is not None:
+                stop_process(process.pid)
+            raise
         write_text_atomic(folder / STATE_NAME, json.dumps(asdict(state)))
         return state, True
 
@@ -200,14 +213,17 @@ def temporary_server() -> Iterator[ServerState]:
     """A server for this command only, stopped when the block ends (and, on Linux, when this process dies)."""
     folder, settings = home(), get_settings()
     port = free_port(0)
-    process = launch(folder, port, temporary=True)
+    process = None
     try:
+        with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
+            process = launch(folder, port, temporary=True)
         state = ServerState(port, process.pid, prefect.__version__)
         wait_until_healthy(process, state, folder, settings.server_start_timeout)
         yield state
     finally:
         send_pending_records()
-        stop_process(process.pid)
+        if process is not None:
+            stop_process(process.pid)
 
 
 def send_pending_records(timeout: float = 5.0) -> None:

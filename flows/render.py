@@ -20,6 +20,7 @@ from flows.run_skeleton import (collect, failed_rows, failure_recorded, look_up_
                                  refuse_too_many, run_place, submit_renders, take_limits)
 from flows.runners import remote_task_runner
 from tasks.core.settings import get_settings
+from tasks.core.stopping import reclaim_signals
 from tasks.output.mastering import take_level_rows
 from tasks.qa import report as qa_report
 from tasks.render import cache
@@ -76,6 +77,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     `qa` (default: the manifest's `qa.enabled`) every take is checked by ASR and re-taken when flagged.
     `overrides` (tasks/script/overrides.py) set decoding settings and loudness on top of the manifest's; with `review`
     the run's review page is written and linked."""
+    reclaim_signals()  # Prefect's flow engine took SIGTERM over: the command's handler stops the run
     settings = get_settings()
     logger = get_run_logger()
     place = run_place(output_dir, settings)
@@ -98,6 +100,9 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         for message in ignored_context(script, setup.facts, setup.speaker_engine):
             logger.warning(message)
         refuse_too_many(len(jobs), manifest, settings, "plans", "split the manifest or raise the limit")
+        # The takes this run will read are hashed here, in a read of their own: whether one must be rendered again
+        # is needed before the render lane is planned, and the read that decodes them (normalisation) comes later,
+        # beside the render lane (the file is then in the page cache).
         hits, takes = look_up_cache(db, takes_dir, [j.key for j in jobs], force,
                                     verify=None if force else takes_to_read(script, jobs, out, db))
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from prefect import get_run_logger
+from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -191,6 +192,8 @@ def failure_recorded(place: RunPlace, logger: logging.Logger | logging.LoggerAda
                                             place.run_id, place.db)
             except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
                 logger.warning("could not record the takes of batch %d after the failure: %s", batch.index, err)
+        # A signal: the CLI's StopRequested, or Prefect's TerminationSignal where Prefect handles SIGTERM (a worker).
+        stopped = isinstance(e, (KeyboardInterrupt, TerminationSignal))
         provenance.record_failed_run(place.db, place.run_id, e, time.perf_counter() - place.started, logger,
-                                     "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+                                     "interrupted" if stopped else "failed")
         raise

@@ -18,6 +18,7 @@ from flows import artifacts, quality, steps
 from flows.run_skeleton import (collect, failed_rows, failure_recorded, look_up_cache, preload_voices, record_as_landed,
                                  refuse_too_many, run_place, submit_renders)
 from tasks.core.settings import get_settings
+from tasks.core.stopping import reclaim_signals
 from tasks.render import records as run_record
 from tasks.render.batch import BatchResult, Take
 from tasks.script.engine_choice import speaker_engines
@@ -93,6 +94,7 @@ def sweep_manifest(manifest: str, grid: dict[str, list] | None = None, points: l
     """Render the chosen lines under every grid point (the product of `grid`'s values, plus `points`) and seed,
     score and rank the points. `wer=False` skips the ASR check (WER columns stay empty); with `review` the
     sweep's review page (each line under every point, side by side) is written and linked."""
+    reclaim_signals()  # Prefect's flow engine took SIGTERM over: the command's handler stops the run
     settings = get_settings()
     logger = get_run_logger()
     place = run_place(output_dir, settings)

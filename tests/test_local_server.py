@@ -79,6 +79,18 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def server_children(pid: int) -> list[int]:
+    """The children of `pid` running `prefect server start` (a child not yet past exec shows its parent's)."""
+    found = []
+    for child in children(pid):
+        try:
+            if b"server\0start" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
 def test_temporary_server_dies_with_a_killed_render(home, tmp_path):
     exe = Path(sys.executable).parent / "voicebatch"
@@ -95,4 +107,42 @@ def test_temporary_server_dies_with_a_killed_render(home, tmp_path):
     while running(server[0]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not running(server[0]), f"the temporary server (pid {server[0]}) outlived its render"
+    assert not (home / "voicebatch-server.json").exists()
+
+
+STUCK = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "child = subprocess.Popen([sys.executable, '-c', {child!r}]); print(child.pid, flush=True); time.sleep(60)")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_server_that_does_not_stop_is_killed_with_its_child():
+    """What a `prefect server start` stuck past its grace leaves: its uvicorn child must go with it."""
+    from flows.local_server import stop_process
+
+    stuck = STUCK.format(child="import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
+    server = subprocess.Popen([sys.executable, "-c", stuck], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    child = int(server.stdout.readline())
+    stop_process(server.pid, grace=0.5)
+    server.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(child), f"the server's child (pid {child}) outlived it"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_stop_while_the_reused_server_starts_stops_it(home):
+    """Ctrl-C while `server start` waits for the server it launched: nothing would ever name that server."""
+    exe = Path(sys.executable).parent / "voicebatch"
+    start = subprocess.Popen([str(exe), "server", "start"], env=cli_env({"PREFECT_HOME": str(home)}), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (server := server_children(start.pid)) and start.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answered = (home / "voicebatch-server.json").exists()
+    start.send_signal(signal.SIGINT)
+    output = start.communicate(timeout=120)[0]
+    assert server and not answered, f"the server was not caught starting: {output}"
+    assert start.returncode == 130 and "Traceback" not in output, output
+    assert not running(server[0]), f"the server (pid {server[0]}) outlived the stopped command"
     assert not (home / "voicebatch-server.json").exists()

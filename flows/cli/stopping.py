@@ -2,11 +2,12 @@
 StopRequested (the run is closed as `interrupted`, a temporary server stopped); a second one exits at once."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 
-from tasks.core.stopping import EXIT_CODES, StopRequested, request_stop, stop_requested
+from tasks.core.stopping import EXIT_CODES, StopRequested, deferring, handle_signals, request_stop, stop_requested
 
 
 def _on_signal(signum: int, frame) -> None:
@@ -14,12 +15,21 @@ def _on_signal(signum: int, frame) -> None:
         sys.stderr.write(f"\n{signal.Signals(signum).name} again: stopped at once\n")
         os._exit(EXIT_CODES[signum])
     request_stop(signum)
-    raise StopRequested(signum)
+    for handler in logging.getLogger().handlers:  # Prefect's console handler, once Prefect has set up logging
+        handler.addFilter(_not_a_run_error)
+    if not deferring():  # else raised when the deferred block ends
+        raise StopRequested(signum)
+
+
+def _not_a_run_error(record: logging.LogRecord) -> bool:
+    """After a stop, Prefect's run loggers report what it did (tasks not started or cancelled, the flow run
+    crashed) as errors: the terminal gets the one line that says what was kept instead, Prefect's API (its UI)
+    still gets them."""
+    return record.levelno < logging.ERROR or not record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
 
 
 def install_handlers() -> None:
-    for signum in EXIT_CODES:
-        signal.signal(signum, _on_signal)
+    handle_signals(_on_signal)
 
 
 def stopped_line(stop: StopRequested, out) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from tasks.core.errors import VoicebatchError
 
@@ -13,6 +14,8 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}  # 12
 _requested = threading.Event()
 _signal = [signal.SIGINT]  # the signal that asked, for the exit code
 _on_stop: list[Callable[[], None]] = []
+_handler: list[Callable | None] = [None]  # the signal handler a command installed (the CLI's), if any
+_deferring = [0]  # depth of deferred() blocks
 
 
 class StopRequested(KeyboardInterrupt):
@@ -45,6 +48,44 @@ def request_stop(signum: int) -> None:
             callback()
         except Exception:  # noqa: BLE001 - a callback that fails must not keep the others from running
             pass
+
+
+def handle_signals(handler: Callable) -> None:
+    """Install `handler` for SIGINT, SIGTERM and SIGHUP, remembered so that a flow run can put it back."""
+    _handler[0] = handler
+    for signum in EXIT_CODES:
+        signal.signal(signum, handler)
+
+
+def reclaim_signals() -> None:
+    """Put the command's handler back where another took a signal over: Prefect's flow engine installs its own
+    SIGTERM handler for a flow run, which raises an exception that asks no work to stop. Nothing happens where
+    no command installed one (a flow run by a Prefect worker keeps Prefect's) or off the main thread."""
+    handler = _handler[0]
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in EXIT_CODES:
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block a stop must not cut short, such as starting a child process (a stop inside Popen loses the
+    process object, and with it the means to stop the child): the handler only asks for the stop, and
+    StopRequested is raised when the block ends."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    if _requested.is_set() and not _deferring[0]:
+        raise StopRequested(_signal[0])
+
+
+def deferring() -> bool:
+    """Whether a signal handler must leave raising StopRequested to the end of a deferred() block."""
+    return _deferring[0] > 0
 
 
 def requested_by() -> int:
