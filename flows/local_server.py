@@ -181,20 +181,25 @@ def ensure_server(folder: Path | None = None) -> tuple[ServerState, bool]:
             return state, False
         if state and is_alive(state.pid) and state.prefect_version != prefect.__version__:
             stop_process(state.pid)  # ours, of another Prefect version: it would serve another database schema
-        settings = get_settings()
-        port = free_port(settings.server_port)
-        process = None
-        try:
-            with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
-                process = launch(folder, port, temporary=False)
-            state = ServerState(port, process.pid, prefect.__version__)
-            wait_until_healthy(process, state, folder, settings.server_start_timeout)
-        except BaseException:  # a stop, say: no state file would name this server, and nothing would stop it
-            if process is not None:
-                stop_process(process.pid)
-            raise
+        state = _started(folder, free_port(get_settings().server_port), temporary=False)
         write_text_atomic(folder / STATE_NAME, json.dumps(asdict(state)))
         return state, True
+
+
+def _started(folder: Path, port: int, temporary: bool) -> ServerState:
+    """A server launched and answering. If the start fails or is stopped (a signal), the process is stopped
+    before the error goes on: nothing else knows its pid yet, so nothing else would stop it."""
+    process = None
+    try:
+        with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
+            process = launch(folder, port, temporary=temporary)
+        state = ServerState(port, process.pid, prefect.__version__)
+        wait_until_healthy(process, state, folder, get_settings().server_start_timeout)
+        return state
+    except BaseException:
+        if process is not None:
+            stop_process(process.pid)
+        raise
 
 
 def stop_server(folder: Path | None = None) -> ServerState | None:
@@ -211,19 +216,12 @@ def stop_server(folder: Path | None = None) -> ServerState | None:
 @contextmanager
 def temporary_server() -> Iterator[ServerState]:
     """A server for this command only, stopped when the block ends (and, on Linux, when this process dies)."""
-    folder, settings = home(), get_settings()
-    port = free_port(0)
-    process = None
+    state = _started(home(), free_port(0), temporary=True)
     try:
-        with deferred():  # a stop while it starts is raised once `process` is known, so it is stopped below
-            process = launch(folder, port, temporary=True)
-        state = ServerState(port, process.pid, prefect.__version__)
-        wait_until_healthy(process, state, folder, settings.server_start_timeout)
         yield state
     finally:
         send_pending_records()
-        if process is not None:
-            stop_process(process.pid)
+        stop_process(state.pid)
 
 
 def send_pending_records(timeout: float = 5.0) -> None:

@@ -6,16 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 import yaml
 
 from engine import DecodingParams, EarlierTake, RenderRequest, VoicePrompt
 from tasks.script.ingest import ingest
-from tasks.render.engines import voice_prompt
 from tasks.script.plan import CONTEXT_WINDOW, EngineFacts, group_jobs, ignored_context, plan_jobs
-from tasks.script.voices import load_voice
+from test_higgs import engine, voices  # noqa: F401  (the tiny model loaded once per module, and two voices)
 from test_render_demo import rows
 
 SENTENCES = ["The boat came at dawn.", "Ava carried the crates up.", "The lamp needed oil.",
@@ -106,21 +104,6 @@ def test_a_dialogue_links_turns_of_several_voices_and_chapters_in_one_batch(tmp_
     assert len(group_jobs(jobs, {"higgs": replace(HIGGS, seed_per_row=False)})) == 12  # else: by voice and seed
     made_in = {j.key: b.index for b in batches for j in b.jobs}
     assert all(made_in[t.key] < made_in[j.key] for j in jobs for t in j.context)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_higgs):
-    from engine.higgs import HiggsEngine
-
-    engine = HiggsEngine("cpu", "auto")
-    engine.load()
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def voices(voices_dir):
-    return {v: voice_prompt(load_voice(voices_dir, v), "higgs") for v in ("ava", "joe")}
 
 
 PARAMS = DecodingParams(seed=4, max_new_tokens=40)
