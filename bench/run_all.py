@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # engine: the tiny Higgs model on CPU
-SCRIPTS = ["pipeline", "incremental", "edit_loop", "stop_latency", "normalize", "scale", "longbook", "engine"]
+SCRIPTS = ["pipeline", "incremental", "edit_loop", "stop_latency", "normalize", "scale", "longbook", "engine", "chains"]
 
 
 def main() -> int:
