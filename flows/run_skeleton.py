@@ -192,8 +192,9 @@ def failure_recorded(place: RunPlace, logger: logging.Logger | logging.LoggerAda
                                             place.run_id, place.db)
             except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
                 logger.warning("could not record the takes of batch %d after the failure: %s", batch.index, err)
-        # A signal: the CLI's StopRequested, or Prefect's TerminationSignal where Prefect handles SIGTERM (a worker).
-        stopped = isinstance(e, (KeyboardInterrupt, TerminationSignal))
+        # A signal: the CLI's StopRequested (or what Prefect turned it into), or Prefect's TerminationSignal where
+        # Prefect handles SIGTERM (a worker).
+        stopped = isinstance(e, (KeyboardInterrupt, TerminationSignal)) or stopping.stop_requested()
         provenance.record_failed_run(place.db, place.run_id, e, time.perf_counter() - place.started, logger,
                                      "interrupted" if stopped else "failed")
         raise

@@ -95,15 +95,19 @@ def statuses(out: Path) -> list[str]:
     return [r["status"] for r in rows(str(db), "SELECT status FROM runs")] if db.exists() else []
 
 
+def start_render(out: Path, mark: str) -> subprocess.Popen:
+    exe = Path(sys.executable).parent / "voicebatch"
+    return subprocess.Popen([str(exe), "render", MANIFEST, "--no-server", "--out", str(out)],
+                            env=cli_env({MARK: mark}), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
 def stop_at(stage: str, signum: int, out: Path, takes: int) -> None:
     """`voicebatch render --no-server` into `out`, sent `signum` once it reaches `stage`, and checked."""
     mark = uuid.uuid4().hex
     runs_before = statuses(out)
-    exe = Path(sys.executable).parent / "voicebatch"
     since_ns = time.time_ns()
-    render = subprocess.Popen([str(exe), "render", MANIFEST, "--no-server", "--out", str(out)],
-                              env=cli_env({MARK: mark}), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
+    render = start_render(out, mark)
     sent = False
     try:
         deadline = time.monotonic() + REACH_WITHIN
@@ -155,6 +159,29 @@ def test_a_signal_at_each_stage_stops_cleanly_and_the_rerun_matches(signum, clea
     assert book_folder(out) == clean
     assert statuses(out)[-1] == "completed"
     assert not list(out.rglob(".*.tmp*")), "temporary files left after the re-run"
+
+
+SECOND_SIGNAL = """
+import os, signal, time
+from flows.cli.stopping import install_handlers
+from tasks.core.stopping import StopRequested
+install_handlers()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)
+except StopRequested:
+    os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C while the first stop unwinds
+    time.sleep(30)
+    print("the second signal was ignored")
+"""
+
+
+def test_a_second_ctrl_c_while_stopping_exits_at_once():
+    done = subprocess.run([sys.executable, "-c", SECOND_SIGNAL], env=cli_env(), cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == ["SIGINT again: stopped at once"], done.stderr
+    assert not done.stdout, done.stdout
 
 
 DEFERRED = """

@@ -23,10 +23,9 @@ from flows.cli import server as cli_server
 from flows.cli import sweep as cli_sweep
 from flows.cli import voices as cli_voices
 from flows.cli.preflight import check_script, preflight
-from flows.cli.stopping import exit_now, install_handlers, stopped_line
+from flows.cli.stopping import as_stop, exit_now, install_handlers, stopped_line
 from tasks.core.errors import UserInputError, VoicebatchError
 from tasks.core.settings import get_settings
-from tasks.core.stopping import StopRequested
 from tasks.qa import report as qa_report
 from tasks.script.ingest import ingest
 from tasks.script.overrides import apply_overrides, overrides_from_assignments, parse_overrides
@@ -138,7 +137,9 @@ def cmd_render(args: argparse.Namespace) -> int:
                 results.append({**summary.__dict__, "manifest": str(manifest), "total_seconds": total})
                 if not args.json:
                     _print_summary(manifest, summary, total)
-    except StopRequested as stop:
+    except BaseException as error:  # noqa: BLE001 - only a stop is handled here
+        if (stop := as_stop(error)) is None:
+            raise
         print(stopped_line(stop, settings.output_dir), file=sys.stderr)
         exit_now(0 if args.watch and stop.signum == signal.SIGINT else stop.exit_code)
     if args.json:
@@ -217,14 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     install_handlers()
     try:
         return args.func(args)
-    except StopRequested as stop:  # outside a render (which says what it kept): nothing to say but the signal
-        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
-        return stop.exit_code
-    except VoicebatchError as e:
-        if get_settings().debug:
+    except BaseException as error:  # noqa: BLE001 - a stop and errors that explain themselves are handled
+        if (stop := as_stop(error)) is not None:  # outside a render (which says what it kept): only the signal
+            print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            return stop.exit_code
+        if not isinstance(error, VoicebatchError) or get_settings().debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

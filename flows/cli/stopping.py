@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 
-from tasks.core.stopping import EXIT_CODES, StopRequested, deferring, handle_signals, request_stop, stop_requested
+from tasks.core.stopping import (EXIT_CODES, StopRequested, deferring, handle_signals, request_stop, requested_by,
+                                 stop_requested)
 
 
 def _on_signal(signum: int, frame) -> None:
@@ -30,6 +31,15 @@ def _not_a_run_error(record: logging.LogRecord) -> bool:
 
 def install_handlers() -> None:
     handle_signals(_on_signal)
+
+
+def as_stop(error: BaseException) -> StopRequested | None:
+    """The stop that `error` is part of, if a signal asked for one: StopRequested itself, or whatever it turned
+    into on its way up (Prefect, stopped while it sets up a task run, raises `ValueError: Task run is not set`
+    from its own clean-up; a worker thread raises Stopping)."""
+    if isinstance(error, StopRequested):
+        return error
+    return StopRequested(requested_by()) if stop_requested() else None
 
 
 def stopped_line(stop: StopRequested, out) -> str:
