@@ -171,7 +171,8 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
     in order, never re-encoded, with a chapter mark at each chapter's first sample, title and author."""
     container, raw = {"book_m4b": ("ipod", "aac"), "book_mp3": ("mp3", "mp3")}[kind]
     paths = [Path(p.path) for p in parts]
-    marks = chapter_marks([p.title for p in parts], [frames.encoded_samples(p) for p in paths],
+    runs = [frames.frame_run(p) for p in paths]
+    marks = chapter_marks([p.title for p in parts], [r.count * frames.frame_samples(p) for p, r in zip(paths, runs)],
                           frames.priming(paths[0]) if paths else 0)
     titles = [arg for i, m in enumerate(marks) for arg in (f"-metadata:c:{i}", f"title={m.title}")]
     codec = ["-c", "copy", *(["-id3v2_version", "3"] if kind == "book_mp3" else [])]
@@ -182,16 +183,15 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
     meta_fd, meta = make_temp_beside(target, ".ffmeta")
     try:
         with open(staged_fd, "wb") as f:
-            for path in paths:
-                for frame in frames.frames_of(path):
-                    f.write(frame)
+            for path, run in zip(paths, runs):
+                frames.copy_frames(path, run, f)
         with open(meta_fd, "w", encoding="utf-8") as f:
             f.write(ffmetadata(marks))
-        _run_ffmpeg(ffmpeg, ["-f", raw, "-i", staged, "-f", "ffmetadata", "-i", meta, "-map", "0:a",
+        digest = _run_ffmpeg(ffmpeg, ["-f", raw, "-i", staged, "-f", "ffmetadata", "-i", meta, "-map", "0:a",
                              "-map_metadata", "-1", "-map_chapters", "1", *codec,
                              *_tags(title=title, album=title, artist=author, album_artist=author, genre="Audiobook"),
                              *titles], target, container)
     finally:
         Path(staged).unlink(missing_ok=True)
         Path(meta).unlink(missing_ok=True)
-    return OutputFile(kind, None, title, str(target), sha256_file(target), marks[-1].end if marks else 0.0)
+    return OutputFile(kind, None, title, str(target), digest, marks[-1].end if marks else 0.0)

@@ -3,8 +3,9 @@ chapter's encoded sample count, priming and padding included) and copied out wit
 tags, the LAME Info frame), so that chapters join into one book by stream copy."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from tasks.core.errors import VoicebatchError
 
@@ -20,44 +21,63 @@ class FrameError(VoicebatchError):
     """An encoded chapter is not the stream of frames its encoder should have written."""
 
 
-def _skip_id3v2(f: BinaryIO) -> None:
-    head = f.read(10)
-    if head[:3] == b"ID3" and len(head) == 10:
-        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-        f.seek(10 + size + (10 if head[5] & 0x10 else 0))
-    else:
-        f.seek(0)
+@dataclass(frozen=True)
+class FrameRun:
+    """Where a file's audio frames lie: bytes [start, end), `count` frames, copied out in one piece."""
+    start: int
+    end: int
+    count: int
 
 
-def mp3_frames(path: Path) -> Iterator[bytes]:
-    """The audio frames of an MPEG-1 Layer III file, without its ID3 tags and its Xing/Info frame."""
-    with open(path, "rb") as f:
-        _skip_id3v2(f)
-        first = True
-        while len(header := f.read(4)) == 4:
-            if header[:3] == b"TAG":  # an ID3v1 tag ends the file
-                break
-            if header[0] != 0xFF or (header[1] & 0xFE) != 0xFA or not 0 < header[2] >> 4 < 15 or header[2] & 0x0C == 0x0C:
-                raise FrameError(f"{path}: not a constant-bit-rate MPEG-1 Layer III frame at byte {f.tell() - 4}")
-            kbps, rate = _MP3_KBPS[header[2] >> 4], _MP3_RATES[(header[2] >> 2) & 3]
-            frame = header + f.read(144_000 * kbps // rate + ((header[2] >> 1) & 1) - 4)
-            if not (first and (b"Info" in frame[:64] or b"Xing" in frame[:64])):
-                yield frame
-            first = False
+def _id3v2_size(data: bytes) -> int:
+    if data[:3] != b"ID3" or len(data) < 10:
+        return 0
+    return 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]) + (10 if data[5] & 0x10 else 0)
 
 
-def adts_frames(path: Path) -> Iterator[bytes]:
+def _mp3_run(path: Path) -> FrameRun:
+    """The audio frames of an MPEG-1 Layer III file, without its ID3 tags and its Xing/Info frame. The file is
+    read whole (a chapter is the largest unit held): a read per frame cost ~1 s per hour of audio."""
+    data = Path(path).read_bytes()
+    start = end = _id3v2_size(data)
+    count = 0
+    while end + 4 <= len(data) and data[end:end + 3] != b"TAG":  # an ID3v1 tag ends the file
+        b1, b2 = data[end + 1], data[end + 2]
+        if data[end] != 0xFF or (b1 & 0xFE) != 0xFA or not 0 < b2 >> 4 < 15 or b2 & 0x0C == 0x0C:
+            raise FrameError(f"{path}: not a constant-bit-rate MPEG-1 Layer III frame at byte {end}")
+        length = 144_000 * _MP3_KBPS[b2 >> 4] // _MP3_RATES[(b2 >> 2) & 3] + ((b2 >> 1) & 1)
+        if end == start and (b"Info" in data[end:end + 64] or b"Xing" in data[end:end + 64]):
+            start = end + length  # the LAME tag: a frame of no audio, only ever the first
+        else:
+            count += 1
+        end = min(end + length, len(data))
+    return FrameRun(start, end, count)
+
+
+def _adts_run(path: Path) -> FrameRun:
     """The frames of an ADTS AAC file, one raw block of 1024 samples each (as ffmpeg writes them)."""
+    data = Path(path).read_bytes()
+    end = count = 0
+    while end + 7 <= len(data):
+        if data[end] != 0xFF or (data[end + 1] & 0xF6) != 0xF0 or data[end + 6] & 3:
+            raise FrameError(f"{path}: not an ADTS frame of one raw block at byte {end}")
+        end = min(end + (((data[end + 3] & 3) << 11) | (data[end + 4] << 3) | (data[end + 5] >> 5)), len(data))
+        count += 1
+    return FrameRun(0, end, count)
+
+
+def frame_run(path: Path) -> FrameRun:
+    """The frames' place in the file, each frame header checked (their audio is not read)."""
+    return _adts_run(path) if Path(path).suffix == ".aac" else _mp3_run(path)
+
+
+def copy_frames(path: Path, run: FrameRun, out: BinaryIO) -> None:
     with open(path, "rb") as f:
-        while len(header := f.read(7)) == 7:
-            if header[0] != 0xFF or (header[1] & 0xF6) != 0xF0 or header[6] & 3:
-                raise FrameError(f"{path}: not an ADTS frame of one raw block at byte {f.tell() - 7}")
-            length = ((header[3] & 3) << 11) | (header[4] << 3) | (header[5] >> 5)
-            yield header + f.read(length - 7)
-
-
-def frames_of(path: Path) -> Iterator[bytes]:
-    return adts_frames(path) if Path(path).suffix == ".aac" else mp3_frames(path)
+        f.seek(run.start)
+        left = run.end - run.start
+        while left > 0 and (chunk := f.read(min(left, 1 << 20))):
+            out.write(chunk)
+            left -= len(chunk)
 
 
 def frame_samples(path: Path) -> int:
@@ -70,4 +90,4 @@ def priming(path: Path) -> int:
 
 def encoded_samples(path: Path) -> int:
     """Samples the file's frames hold, priming and padding included."""
-    return sum(1 for _ in frames_of(path)) * frame_samples(path)
+    return frame_run(path).count * frame_samples(path)
