@@ -30,7 +30,7 @@ from tasks.script.ingest import Script
 from tasks.script.plan import RenderBatch, RenderJob
 from tasks.store.db import connect
 
-MASTERING_VERSION = "4"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+MASTERING_VERSION = "5"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
 
 @dataclass
@@ -183,8 +183,6 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         complete = len(chapters) == len(script.chapters)
         mp3s, aacs, encoded, encodes = [], [], [], 0
         for chapter in chapters:
-            # A chapter reused as it was: its peak is not at hand, and is taken to reach the ceiling.
-            peak = mastered[chapter.chapter].report.true_peak_dbtp if chapter.chapter in mastered else None
             mp3 = str(Path(chapter.path).with_suffix(".mp3"))
             if mp3 in reusable and chapter.path in reused:
                 mp3s.append(_reused("chapter_mp3", chapter.chapter, chapter.title, reusable[mp3]))
@@ -192,7 +190,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
             elif ffmpeg:
                 mp3s.append(pool.submit(steps.encode_chapter_mp3, dict(
                     ffmpeg=ffmpeg, chapter=chapter, book_title=manifest.title, author=manifest.author,
-                    track=chapter.chapter + 1, tracks=len(script.chapters), ceiling_dbtp=target.ceiling, peak_dbtp=peak)))
+                    track=chapter.chapter + 1, tracks=len(script.chapters), ceiling_dbtp=target.ceiling)))
                 encodes += 1
             # The M4B's part of this chapter: AAC frames named after the chapter's fingerprint, so an unchanged
             # chapter is never encoded again, whatever else in the book changed.
@@ -201,7 +199,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                 aacs.append(OutputFile("chapter_aac", chapter.chapter, chapter.title, str(aac), "", chapter.duration))
             elif ffmpeg and complete:
                 aacs.append(pool.submit(steps.encode_chapter_aac, dict(ffmpeg=ffmpeg, chapter=chapter, target=aac,
-                                                                       ceiling_dbtp=target.ceiling, peak_dbtp=peak)))
+                                                                       ceiling_dbtp=target.ceiling)))
                 encodes += 1
         book = None
         wav = book_path(script, out)

@@ -103,18 +103,17 @@ def export_book(chapters: list[OutputFile], path: Path, title: str, room_tone_db
 
 @task(name="encode chapter mp3", retries=1, **_plain)
 def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author: str | None, track: int,
-                       tracks: int, ceiling_dbtp: float | None, peak_dbtp: float | None) -> OutputFile:
+                       tracks: int, ceiling_dbtp: float | None) -> OutputFile:
     """Retried once: ffmpeg writes into a temporary file renamed into place, so a second try starts clean."""
     raise_if_stopping()
-    return encode.encode_chapter_mp3(ffmpeg, chapter, book_title, author, track, tracks, ceiling_dbtp, peak_dbtp)
+    return encode.encode_chapter_mp3(ffmpeg, chapter, book_title, author, track, tracks, ceiling_dbtp)
 
 
 @task(name="encode chapter aac", retries=1, **_plain)
-def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path, ceiling_dbtp: float | None,
-                       peak_dbtp: float | None) -> OutputFile:
+def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path, ceiling_dbtp: float | None) -> OutputFile:
     """Retried once, as the chapter MP3s are."""
     raise_if_stopping()
-    return encode.encode_chapter_aac(ffmpeg, chapter, target, ceiling_dbtp, peak_dbtp)
+    return encode.encode_chapter_aac(ffmpeg, chapter, target, ceiling_dbtp)
 
 
 @task(name="join book", task_run_name="join {kind}", retries=1, **_plain)

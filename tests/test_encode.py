@@ -3,7 +3,6 @@ back with ffprobe (chapter marks against where each chapter really starts, title
 without ffmpeg seen as no ffmpeg."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,9 @@ import pytest
 
 from tasks.core.files import sha256_file
 from tasks.audio.assemble import CHAPTER_GAP_SECONDS
-from tasks.audio.limiter import enforce_ceiling, true_peak_dbtp
 from tasks.audio.wav import write_wav_atomic
-from tasks.output.encode import (ENCODER_OVERSHOOT_DB, EncodeError, chapter_marks, encode_chapter_aac,
-                                 encode_chapter_mp3, ffmetadata, find_ffmpeg, first_reduction_db, join_book)
+from tasks.output.encode import (EncodeError, chapter_marks, encode_chapter_aac, encode_chapter_mp3, ffmetadata,
+                                 find_ffmpeg, join_book)
 from tasks.output.export import OutputFile, export_book
 from tasks.output.frames import encoded_samples
 from meters import decode, ebur128, ffprobe
@@ -124,33 +122,6 @@ def test_an_encode_over_the_ceiling_is_redone_under_it(tmp_path):
     mp3 = encode_chapter_mp3(find_ffmpeg(), chapter, "B", None, 1, 1, ceiling_dbtp=-3.0)
     assert ebur128(mp3.path).true_peak_dbtp <= -3.0
     assert ebur128(mp3.path).integrated_lufs < ebur128(path).integrated_lufs - 1  # made quieter, not clipped
-
-
-def test_the_first_encode_leaves_room_for_the_codecs_overshoot():
-    room = ENCODER_OVERSHOOT_DB["adts"]
-    assert first_reduction_db("adts", -3.0, -3.0) == room
-    assert first_reduction_db("adts", -3.0, None) == room  # a peak not known is taken to reach the ceiling
-    assert first_reduction_db("adts", -3.0, -3.4) == round(room - 0.4, 2)
-    assert first_reduction_db("adts", -3.0, -3.0 - room - 1) == 0.0
-    assert first_reduction_db("mp3", None, -0.1) == 0.0
-
-
-def test_a_chapter_limited_to_the_ceiling_is_encoded_once_under_it(tmp_path, caplog):
-    """Codecs raise the true peak of a chapter limited to the ceiling: the first encode is made quieter by the
-    room that needs, so the chapter is not encoded a second time."""
-    t = np.arange(20 * RATE) / RATE
-    voiced = sum(np.sin(2 * np.pi * f * t + k) / (k + 1) for k, f in enumerate([180, 360, 540, 720, 1500, 3100]))
-    voiced *= 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
-    limited, _ = enforce_ceiling((voiced / np.abs(voiced).max() * 0.95).astype(np.float32), -3.0, RATE)
-    path = tmp_path / "limited.wav"
-    chapter = OutputFile("chapter", 0, "Limited", str(path), write_wav_atomic(path, limited), 20.0)
-    peak = true_peak_dbtp(limited, RATE)
-    with caplog.at_level(logging.WARNING, logger="tasks.output.encode"):
-        aac = encode_chapter_aac(find_ffmpeg(), chapter, tmp_path / "limited.aac", ceiling_dbtp=-3.0, peak_dbtp=peak)
-    assert not caplog.records, [r.getMessage() for r in caplog.records]
-    assert ebur128(aac.path).true_peak_dbtp <= -3.0
-    quieter = ebur128(str(path)).integrated_lufs - ebur128(aac.path).integrated_lufs
-    assert abs(quieter - first_reduction_db("adts", -3.0, peak)) < 0.15
 
 
 def test_the_book_carries_each_chapters_samples_exactly(book):

@@ -13,7 +13,9 @@ from tasks.audio.limiter import enforce_ceiling, exact_above, limit_true_peak, t
 MODES = ("lufs", "rms", "peak")
 PRESETS = ("audiobook", "podcast", "broadcast", "custom")
 OLD_WEB_UI_RMS_DBFS = 20 * math.log10(0.15)  # the old web UI's normalize_audio_volume target: 0.15 linear
-ENCODE_MARGIN_DB = 0.5  # limit this far under the ceiling: MP3/AAC encoding raises inter-sample peaks
+# Limit this far under the ceiling: MP3/AAC encoding raises inter-sample peaks. At 0.5 dB, the codecs took most
+# 20-minute chapters of speech over the ceiling (by 0.1-0.4 dB; 2026-12-07), each then encoded a second time.
+ENCODE_MARGIN_DB = 1.0
 MAX_GAIN_DB = 40.0  # a take quieter than this much under the target is a problem to see, not to amplify
 GATE_BLOCK_SECONDS = 0.4  # BS.1770 gating block
 NOISE_WINDOW_SECONDS = 0.05

@@ -23,10 +23,6 @@ MP3_BITRATE = "192k"  # ACX: constant bit rate of at least 192 kbps
 AAC_BITRATE = "128k"  # ffmpeg's native AAC at 96k overshot peaks by 2.4 dB on the dialogue demo; 128k by 0.1
 PEAK_RETRIES = 4
 PEAK_RETRY_MARGIN_DB = 0.2  # when an encoded file overshoots the ceiling, re-encode this much under it
-# The codecs raised the true peak of mastered chapters over the ceiling (20-minute chapters of a synthetic
-# book, 2026-12-07: MP3 by up to 0.8 dB, AAC by 0.6-1.1 dB), so most chapters were encoded twice: a first
-# encode that leaves this much room is almost always kept.
-ENCODER_OVERSHOOT_DB = {"mp3": 1.0, "adts": 1.3}
 PEAK_BLOCK_SAMPLES = 1 << 20  # decoded samples checked at a time (~24 s at 44.1 kHz)
 PEAK_BLOCK_OVERLAP = 256  # samples carried into the next block: more than the oversampling filter's reach
 FFMPEG_TIMEOUT_SECONDS = 3600
@@ -103,27 +99,14 @@ def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
     return peak
 
 
-def first_reduction_db(container: str, ceiling_dbtp: float | None, source_peak_dbtp: float | None) -> float:
-    """How much quieter than its source a file is encoded at first: enough to leave the codec's usual
-    overshoot under the ceiling (a source of unknown peak is taken to reach the ceiling), nothing without one."""
-    if ceiling_dbtp is None:
-        return 0.0
-    peak = ceiling_dbtp if source_peak_dbtp is None else source_peak_dbtp
-    return round(max(0.0, peak + ENCODER_OVERSHOOT_DB[container] - ceiling_dbtp), 2)
-
-
-def _gain(reduction_db: float) -> list[str]:
-    return ["-af", f"volume={-reduction_db:.2f}dB"] if reduction_db > 0 else []
-
-
 def _encode_under_ceiling(ffmpeg: str, args: list[str], target: Path, container: str,
-                          ceiling_dbtp: float | None, source_peak_dbtp: float | None) -> str:
-    """Encode under the ceiling; when the codec still pushed a true peak over it, encode again that much
-    quieter (codecs add inter-sample peaks the WAV never had)."""
-    reduction = first_reduction_db(container, ceiling_dbtp, source_peak_dbtp)
-    digest = _run_ffmpeg(ffmpeg, [*args, *_gain(reduction)], target, container)
+                          ceiling_dbtp: float | None) -> str:
+    """Encode; when the codec pushed a true peak over the ceiling, encode again that much quieter (codecs
+    add inter-sample peaks the WAV never had)."""
+    digest = _run_ffmpeg(ffmpeg, args, target, container)
     if ceiling_dbtp is None:
         return digest
+    reduction = 0.0
     for attempt in range(PEAK_RETRIES + 1):
         over = encoded_true_peak_dbtp(ffmpeg, target) - ceiling_dbtp
         if over <= 0:
@@ -134,7 +117,7 @@ def _encode_under_ceiling(ffmpeg: str, args: list[str], target: Path, container:
         reduction += over + PEAK_RETRY_MARGIN_DB
         log.warning("%s: the encoder raised the true peak %.2f dB over the %g dBTP ceiling; encoding it %.2f dB "
                     "quieter", target, over, ceiling_dbtp, reduction)
-        digest = _run_ffmpeg(ffmpeg, [*args, *_gain(reduction)], target, container)
+        digest = _run_ffmpeg(ffmpeg, [*args, "-af", f"volume={-reduction:.2f}dB"], target, container)
     return digest
 
 
@@ -143,25 +126,24 @@ def _tags(**tags: str | None) -> list[str]:
 
 
 def encode_chapter_mp3(ffmpeg: str, chapter: OutputFile, book_title: str, author: str | None,
-                       track: int, tracks: int, ceiling_dbtp: float | None = None,
-                       peak_dbtp: float | None = None) -> OutputFile:
+                       track: int, tracks: int, ceiling_dbtp: float | None = None) -> OutputFile:
     """One chapter as 44.1 kHz mono CBR MP3 with ID3 title, artist, album and track number."""
     target = Path(chapter.path).with_suffix(".mp3")
     args = ["-i", chapter.path, "-map", "0:a", "-ac", "1", "-ar", str(DELIVERY_RATE), "-c:a", "libmp3lame",
             "-b:a", MP3_BITRATE, "-id3v2_version", "3",
             *_tags(title=chapter.title, artist=author, album_artist=author, album=book_title,
                    track=f"{track}/{tracks}", genre="Audiobook")]
-    digest = _encode_under_ceiling(ffmpeg, args, target, "mp3", ceiling_dbtp, peak_dbtp)
+    digest = _encode_under_ceiling(ffmpeg, args, target, "mp3", ceiling_dbtp)
     return OutputFile("chapter_mp3", chapter.chapter, chapter.title, str(target), digest, chapter.duration)
 
 
 def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path,
-                       ceiling_dbtp: float | None = None, peak_dbtp: float | None = None) -> OutputFile:
+                       ceiling_dbtp: float | None = None) -> OutputFile:
     """One chapter as 44.1 kHz mono AAC frames (ADTS, no container): the part of the M4B this chapter is,
     joined to the others by stream copy."""
     args = ["-i", chapter.path, "-map", "0:a", "-ac", "1", "-ar", str(DELIVERY_RATE), "-c:a", "aac",
             "-b:a", AAC_BITRATE]
-    digest = _encode_under_ceiling(ffmpeg, args, target, "adts", ceiling_dbtp, peak_dbtp)
+    digest = _encode_under_ceiling(ffmpeg, args, target, "adts", ceiling_dbtp)
     return OutputFile("chapter_aac", chapter.chapter, chapter.title, str(target), digest, chapter.duration)
 
 
@@ -188,9 +170,9 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
         with open(meta_fd, "w", encoding="utf-8") as f:
             f.write(ffmetadata(marks))
         digest = _run_ffmpeg(ffmpeg, ["-f", raw, "-i", staged, "-f", "ffmetadata", "-i", meta, "-map", "0:a",
-                             "-map_metadata", "-1", "-map_chapters", "1", *codec,
-                             *_tags(title=title, album=title, artist=author, album_artist=author, genre="Audiobook"),
-                             *titles], target, container)
+                                      "-map_metadata", "-1", "-map_chapters", "1", *codec,
+                                      *_tags(title=title, album=title, artist=author, album_artist=author,
+                                             genre="Audiobook"), *titles], target, container)
     finally:
         Path(staged).unlink(missing_ok=True)
         Path(meta).unlink(missing_ok=True)

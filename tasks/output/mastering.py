@@ -41,7 +41,7 @@ class MasteredChapter:
     gain_db: float  # the whole-chapter correction after assembly
 
 
-NORMALISATION_VERSION = 3  # bump when normalise() changes the bytes it writes: old normalised takes are then not reused
+NORMALISATION_VERSION = 4  # bump when normalise() changes the bytes it writes: old normalised takes are then not reused
 
 
 def target_id(target: LoudnessTarget) -> str:
