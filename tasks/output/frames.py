@@ -39,14 +39,14 @@ def _mp3_run(path: Path) -> FrameRun:
     """The audio frames of an MPEG-1 Layer III file, without its ID3 tags and its Xing/Info frame. The file is
     read whole (a chapter is the largest unit held): a read per frame cost ~1 s per hour of audio."""
     data = Path(path).read_bytes()
-    start = end = _id3v2_size(data)
+    start = end = first = _id3v2_size(data)
     count = 0
     while end + 4 <= len(data) and data[end:end + 3] != b"TAG":  # an ID3v1 tag ends the file
         b1, b2 = data[end + 1], data[end + 2]
         if data[end] != 0xFF or (b1 & 0xFE) != 0xFA or not 0 < b2 >> 4 < 15 or b2 & 0x0C == 0x0C:
             raise FrameError(f"{path}: not a constant-bit-rate MPEG-1 Layer III frame at byte {end}")
         length = 144_000 * _MP3_KBPS[b2 >> 4] // _MP3_RATES[(b2 >> 2) & 3] + ((b2 >> 1) & 1)
-        if end == start and (b"Info" in data[end:end + 64] or b"Xing" in data[end:end + 64]):
+        if end == first and (b"Info" in data[end:end + 64] or b"Xing" in data[end:end + 64]):
             start = end + length  # the LAME tag: a frame of no audio, only ever the first
         else:
             count += 1
