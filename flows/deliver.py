@@ -30,7 +30,7 @@ from tasks.script.ingest import Script
 from tasks.script.plan import RenderBatch, RenderJob
 from tasks.store.db import connect
 
-MASTERING_VERSION = "5"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+MASTERING_VERSION = "6"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
 
 @dataclass
@@ -194,7 +194,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                 encodes += 1
             # The M4B's part of this chapter: AAC frames named after the chapter's fingerprint, so an unchanged
             # chapter is never encoded again, whatever else in the book changed.
-            aac = takes_dir / "encoded" / f"{prints[chapter.path]}.aac"
+            aac = takes_dir / "encoded" / f"{prints[chapter.path]}.aac"  # (and the notes of frame runs)
             if aac.is_file() and not force:
                 aacs.append(OutputFile("chapter_aac", chapter.chapter, chapter.title, str(aac), "", chapter.duration))
             elif ffmpeg and complete:
@@ -226,7 +226,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                 else:
                     joins.append(pool.submit(steps.join_book, dict(ffmpeg=ffmpeg, parts=parts[kind], target=Path(path),
                                                                    title=manifest.title, author=manifest.author,
-                                                                   kind=kind)))
+                                                                   kind=kind, notes=takes_dir / "encoded")))
         encoded += [f.result() for f in joins]
         milestones["encoded"] = time.perf_counter()
 

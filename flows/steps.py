@@ -118,10 +118,10 @@ def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path, ceiling_d
 
 @task(name="join book", task_run_name="join {kind}", retries=1, **_plain)
 def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, author: str | None,
-              kind: str) -> OutputFile:
+              kind: str, notes: Path | None = None) -> OutputFile:
     """Retried once, as the chapter MP3s are."""
     raise_if_stopping()
-    return encode.join_book(ffmpeg, parts, target, title, author, kind)
+    return encode.join_book(ffmpeg, parts, target, title, author, kind, notes)
 
 
 @task(name="qa: transcribe and score takes", **_plain)

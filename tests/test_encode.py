@@ -67,7 +67,10 @@ def encoded(book, tmp_path_factory):
 def test_book_joined_from_encoded_chapters_has_marks_where_they_start(book, encoded, tmp_path, kind, codec):
     chapters, _ = book
     target = tmp_path / ("book.m4b" if kind == "book_m4b" else "book.mp3")
-    joined = join_book(find_ffmpeg(), encoded[kind], target, "A Book: Its Title \\", "Ann Author", kind)
+    # Joined twice, the second time from the frame runs remembered the first time: the same book.
+    first = join_book(find_ffmpeg(), encoded[kind], target, "A Book: Its Title \\", "Ann Author", kind, tmp_path)
+    joined = join_book(find_ffmpeg(), encoded[kind], target, "A Book: Its Title \\", "Ann Author", kind, tmp_path)
+    assert joined.sha256 == first.sha256 and len(list(tmp_path.glob("*.frames.json"))) == len(encoded[kind])
     assert joined.kind == kind and joined.path == str(target)
     info = ffprobe(joined.path)
     assert info["streams"][0]["codec_name"] == codec and int(info["streams"][0]["sample_rate"]) == 44_100
@@ -138,6 +141,36 @@ def test_the_book_carries_each_chapters_samples_exactly(book):
     assert start - round(CHAPTER_GAP_SECONDS * RATE) == samples.size
     assert whole.sha256 == sha256_file(Path(whole.path))
 
+
+@pytest.mark.parametrize("block", [1000, 4099, 1 << 20])
+def test_an_encoded_files_true_peak_read_in_blocks_is_the_whole_files(encoded, monkeypatch, tmp_path, block):
+    from tasks.audio.limiter import true_peak_dbtp
+    from tasks.output import encode
+
+    monkeypatch.setattr(encode, "PEAK_BLOCK_SAMPLES", block)
+    steady = tmp_path / "tone.wav"  # loud at every block edge: an edge read as the signal's end rings over it
+    write_wav_atomic(steady, 0.5 * np.sin(2 * np.pi * 441 * np.arange(3 * RATE) / RATE), sample_rate=RATE)
+    for path in (encoded["book_mp3"][0].path, encoded["book_m4b"][1].path, steady):
+        whole = true_peak_dbtp(decode(path, 44_100), 44_100)
+        assert encode.encoded_true_peak_dbtp(find_ffmpeg(), Path(path)) == pytest.approx(whole, abs=1e-6)
+
+
+def test_frame_runs_are_remembered_only_for_the_same_file(encoded, tmp_path):
+    from tasks.output.frames import frame_run, remembered_frame_run
+
+    notes = tmp_path / "notes"
+    for kind in ("book_m4b", "book_mp3"):
+        first, second = (Path(p.path) for p in encoded[kind][:2])
+        assert remembered_frame_run(first, notes) == frame_run(first)
+        assert remembered_frame_run(first, notes) == frame_run(first)  # from its note
+        assert frame_run(first) != frame_run(second)
+        moved = tmp_path / f"chapter{first.suffix}"
+        moved.write_bytes(first.read_bytes())
+        assert remembered_frame_run(moved, notes) == frame_run(first)
+        (tmp_path / "new").write_bytes(second.read_bytes())
+        (tmp_path / "new").replace(moved)  # another chapter written where the first was, as encodes write
+        assert remembered_frame_run(moved, notes) == frame_run(second)
+    assert len(list(notes.iterdir())) == 4
 
 
 def test_a_chapter_file_that_is_not_codec_frames_is_refused_by_name(tmp_path):

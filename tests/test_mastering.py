@@ -11,7 +11,7 @@ from engine.base import DecodingParams
 from tasks.audio.assemble import fade_edges, with_room_tone
 from tasks.audio.wav import read_mono, read_pcm16, to_pcm16, write_wav_atomic
 from tasks.audio.loudness import normalise, report, resolve_target
-from tasks.output.mastering import master_chapter
+from tasks.output.mastering import CHAPTER_LEVEL_TOLERANCE_DB, master_chapter
 from tasks.script.plan import RenderJob
 from test_loudness import speechlike
 
@@ -45,6 +45,17 @@ def test_a_chapter_already_on_target_is_written_as_assembled_and_measured_as_wri
     assert mastered.report == report(written, target, rate)  # the file's own reading, to the last bit
     assert abs(mastered.report.integrated_lufs - target.target) < 0.02  # (all noise: no pauses for ACX to read)
     assert mastered.output.duration == written.size / RATE
+
+
+@pytest.mark.parametrize("off_db,regained", [(0.06, False), (0.3, True)])
+def test_a_chapter_a_few_hundredths_off_is_not_regained_and_one_further_off_is(tmp_path, off_db, regained):
+    target = resolve_target("audiobook")
+    steady = (0.1 * np.random.default_rng(3).standard_normal(200 * RATE)).astype(np.float32)
+    take, _ = normalise(steady, target, RATE)
+    jobs, paths = chapter_of(tmp_path, [take * np.float32(10 ** (off_db / 20))])
+    mastered = master_chapter(jobs, paths, tmp_path / "ch.wav", 0, "One", 0.6, 0.3, target)
+    assert (mastered.gain_db != 0.0) == regained
+    assert abs(mastered.report.integrated_lufs - target.target) < (0.02 if regained else CHAPTER_LEVEL_TOLERANCE_DB)
 
 
 def test_a_chapter_off_its_target_is_corrected_before_it_is_written(tmp_path):

@@ -107,17 +107,26 @@ def largest_magnitude(audio: np.ndarray) -> float:
     return max(float(np.max(audio)), -float(np.min(audio)))
 
 
+def true_peak_between(audio: np.ndarray, rate: int, lo: int, hi: int) -> float:
+    """Largest oversampled magnitude between samples lo and hi of `audio` (0 for none), read with the samples
+    around them: the points within REACH of either end of `audio` are only right at the true ends of a
+    signal, so a signal read in blocks measures each block's middle, with its neighbours' samples as context."""
+    if hi <= lo:
+        return 0.0
+    start = max(0, lo - REACH)
+    around = np.asarray(audio)[start:hi + REACH]
+    inner = slice(lo - start, hi - start)
+    # Exact wherever it passes the floor, and the largest sample in between is on it.
+    env = true_peak_envelope(around, rate, floor=largest_magnitude(around[inner]))
+    return float(env[inner].max())
+
+
 def true_peak(audio: np.ndarray, rate: int) -> float:
-    """Largest oversampled magnitude (0 for silence), read piece by piece with the REACH samples either side
-    that each piece's points depend on, so a chapter is never interpolated whole."""
+    """Largest oversampled magnitude (0 for silence), read piece by piece, so a chapter is never interpolated
+    whole."""
     audio = np.asarray(audio)
-    peak = 0.0
-    for start in range(0, audio.size, PEAK_PIECE_SAMPLES):
-        lo, hi = max(0, start - REACH), min(audio.size, start + PEAK_PIECE_SAMPLES + REACH)
-        around = audio[lo:hi]
-        env = true_peak_envelope(around, rate, floor=float(np.max(np.abs(around))))
-        peak = max(peak, float(env[start - lo:start - lo + min(PEAK_PIECE_SAMPLES, audio.size - start)].max()))
-    return peak
+    return max((true_peak_between(audio, rate, start, min(audio.size, start + PEAK_PIECE_SAMPLES))
+                for start in range(0, audio.size, PEAK_PIECE_SAMPLES)), default=0.0)
 
 
 def true_peak_dbtp(audio: np.ndarray, rate: int) -> float:

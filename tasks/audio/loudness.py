@@ -238,11 +238,11 @@ def length_problems(seconds: float, target: LoudnessTarget) -> list[str]:
     return []
 
 
-def on_target(measured: LoudnessReport, target: LoudnessTarget) -> bool:
-    """Whether audio with this report is what normalise() would leave as it is: its level within 0.02 dB of
-    the aim and its true peak under the limiter's threshold."""
+def on_target(measured: LoudnessReport, target: LoudnessTarget, within_db: float = 0.02) -> bool:
+    """Whether audio with this report needs no gain: its level within `within_db` of the aim (0.02: what
+    normalise() would leave as it is) and its true peak under the limiter's threshold."""
     got = {"lufs": measured.integrated_lufs, "rms": measured.rms_dbfs, "peak": measured.true_peak_dbtp}[target.mode]
-    return abs(got - target.aim) < 0.02 and measured.true_peak_dbtp <= target.limit_at
+    return abs(got - target.aim) < within_db and measured.true_peak_dbtp <= target.limit_at
 
 
 def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessReport:

@@ -3,11 +3,14 @@ chapter's encoded sample count, priming and padding included) and copied out wit
 tags, the LAME Info frame), so that chapters join into one book by stream copy."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from tasks.core.errors import VoicebatchError
+from tasks.core.files import write_bytes_atomic
 
 AAC_FRAME_SAMPLES = 1024
 MP3_FRAME_SAMPLES = 1152
@@ -69,6 +72,24 @@ def _adts_run(path: Path) -> FrameRun:
 def frame_run(path: Path) -> FrameRun:
     """The frames' place in the file, each frame header checked (their audio is not read)."""
     return _adts_run(path) if Path(path).suffix == ".aac" else _mp3_run(path)
+
+
+def remembered_frame_run(path: Path, notes: Path) -> FrameRun:
+    """frame_run(), kept in a note in the folder `notes` for as long as the file is the same one (same size,
+    change time and inode): a book is joined from its chapters again after every edit, and reading the frame
+    headers of every unchanged chapter again cost ~0.35 s per hour of audio and codec."""
+    status = Path(path).stat()
+    identity = [status.st_size, status.st_mtime_ns, status.st_ino]
+    note = Path(notes) / f"{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()}.frames.json"
+    try:
+        saved = json.loads(note.read_text())
+        if saved["file"] == identity:
+            return FrameRun(*saved["run"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no note, or one of another file: read the headers
+    run = frame_run(path)
+    write_bytes_atomic(note, json.dumps({"file": identity, "run": astuple(run)}).encode())
+    return run
 
 
 def copy_frames(path: Path, run: FrameRun, out: BinaryIO) -> None:
