@@ -78,6 +78,13 @@ def test_an_edit_re_encodes_only_its_chapter(runs):
     assert all("02-part-2" in r["path"] for r in written if r["kind"].startswith("chapter"))
 
 
+def test_an_edit_normalises_only_the_take_it_rendered(runs):
+    _, _, (edited, _) = runs
+    levels = rows(edited["database"], "SELECT key, worker FROM take_levels WHERE run_id = ?", [edited["run_id"]])
+    assert edited["takes_rendered"] == 1 and sum(r["worker"] is not None for r in levels) == 1
+    assert sum(r["worker"] is None for r in levels) == 2  # the edited chapter's other takes: the first run's files
+
+
 def _heard_at(book: np.ndarray, chapter: np.ndarray, near: float, search: float = 0.3) -> float:
     """Where in the decoded book the chapter's opening seconds line up best, searched around `near`."""
     ref = chapter[:3 * RATE]
