@@ -14,7 +14,7 @@ from tasks.audio.wav import write_wav_atomic
 from tasks.output.encode import (EncodeError, chapter_marks, encode_chapter_aac, encode_chapter_mp3, ffmetadata,
                                  find_ffmpeg, join_book)
 from tasks.output.export import OutputFile, export_book
-from tasks.output.frames import encoded_samples
+from tasks.output.frames import encoded_samples, frame_run
 from meters import decode, ebur128, ffprobe
 
 RATE = 24_000
@@ -90,6 +90,14 @@ def test_book_joined_from_encoded_chapters_has_marks_where_they_start(book, enco
         sum(encoded_samples(Path(p.path)) for p in encoded[kind]) / 44_100, abs=0.1)
     if kind == "book_m4b":
         assert info["format"]["format_name"].startswith("mov,mp4,m4a")
+        assert info["format"]["tags"]["major_brand"].strip() == "M4B"  # an audiobook: players keep its place
+    # The book decodes exactly as the chapters' frames do played one after the other.
+    played = tmp_path / f"frames.{codec}"
+    with open(played, "wb") as f:
+        for part in encoded[kind]:
+            run = frame_run(Path(part.path))
+            f.write(Path(part.path).read_bytes()[run.start:run.end])
+    assert np.array_equal(decode(joined.path, 44_100), decode(str(played), 44_100))
 
 
 def test_chapter_mp3_is_cbr_192k_44k1_mono_with_tags(book):
@@ -156,20 +164,22 @@ def test_an_encoded_files_true_peak_read_in_blocks_is_the_whole_files(encoded, m
 
 
 def test_frame_runs_are_remembered_only_for_the_same_file(encoded, tmp_path):
-    from tasks.output.frames import frame_run, remembered_frame_run
+    from tasks.output.frames import frame_run, frames, remembered_frames
 
     notes = tmp_path / "notes"
     for kind in ("book_m4b", "book_mp3"):
         first, second = (Path(p.path) for p in encoded[kind][:2])
-        assert remembered_frame_run(first, notes) == frame_run(first)
-        assert remembered_frame_run(first, notes) == frame_run(first)  # from its note
+        assert remembered_frames(first, notes)[0] == frame_run(first)
+        run, sizes = remembered_frames(first, notes)  # from its note
+        assert run == frame_run(first) and np.array_equal(sizes, frames(first)[1])
+        assert (sizes.size == run.count and sizes.sum() == run.end - run.start) if kind == "book_m4b" else not sizes.size
         assert frame_run(first) != frame_run(second)
         moved = tmp_path / f"chapter{first.suffix}"
         moved.write_bytes(first.read_bytes())
-        assert remembered_frame_run(moved, notes) == frame_run(first)
+        assert remembered_frames(moved, notes)[0] == frame_run(first)
         (tmp_path / "new").write_bytes(second.read_bytes())
         (tmp_path / "new").replace(moved)  # another chapter written where the first was, as encodes write
-        assert remembered_frame_run(moved, notes) == frame_run(second)
+        assert remembered_frames(moved, notes)[0] == frame_run(second)
     assert len(list(notes.iterdir())) == 4
 
 
@@ -180,3 +190,33 @@ def test_a_chapter_file_that_is_not_codec_frames_is_refused_by_name(tmp_path):
         (tmp_path / name).write_bytes(b"\xff\xfb\x00\x00" + bytes(100))
         with pytest.raises(FrameError, match=name):
             encoded_samples(tmp_path / name)
+
+
+def test_a_45_hour_m4b_gets_64_bit_durations_and_offsets(encoded, tmp_path):
+    """Past 27 hours a sample count, and past 4 GB an offset, no longer fits 32 bits. The book's head is written
+    for 45 hours of frames, the frames themselves left as a sparse hole: ffprobe reads it as 45 hours long,
+    with every chapter mark where it should be."""
+    from tasks.output import frames, mp4
+    from tasks.output.encode import _ffmpeg_header, _tags
+
+    chapter_frames = [2_000_000, 2_000_000, 1_000_000]  # 1024 samples each at 44.1 kHz: 46.4 + 46.4 + 23.2 hours
+    source = Path(encoded["book_m4b"][0].path)
+    marks = chapter_marks(["One", "Two", "Three"], [n * 1024 for n in chapter_frames], priming=1024)
+    args = [*_tags(title="Long"), *[a for i, m in enumerate(marks) for a in (f"-metadata:c:{i}", f"title={m.title}")]]
+    target = tmp_path / "long.m4b"
+    template = _ffmpeg_header(find_ffmpeg(), frames.first_frames(source, frames.frame_run(source)), "aac", "ipod",
+                              marks, target, args)
+    sizes = [np.full(n, 900, np.int64) for n in chapter_frames]  # 4.5 GB of frames
+    head = mp4.book_head(template, sizes, 44_100, 1024)
+    with open(target, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + 5_000_000 * 900)
+    moov_at = head.index(b"moov") - 4
+    moov = mp4.parse(head, moov_at, moov_at + int.from_bytes(head[moov_at:moov_at + 4], "big"))[0]
+    audio = moov.children[1]
+    assert audio.child(b"mdia").child(b"mdhd").payload[0] == 1  # version 1: 64-bit duration
+    assert audio.child(b"mdia").child(b"minf").child(b"stbl").child(b"co64")  # 64-bit chunk offsets
+    info = ffprobe(str(target))
+    assert float(info["streams"][0]["duration"]) == pytest.approx(5_000_000 * 1024 / 44_100, abs=0.01)
+    assert [round(float(c["start_time"]), 2) for c in info["chapters"]] == [round(m.start, 2) for m in marks]
+    assert int(info["streams"][0]["nb_frames"]) == 5_000_000

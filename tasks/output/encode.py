@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tasks.audio.limiter import true_peak_between
 from tasks.core.errors import VoicebatchError
 from tasks.core.files import atomic_write, make_temp_beside, sha256_file
-from tasks.output import frames
+from tasks.output import frames, mp4
 from tasks.output.export import OutputFile
 
 log = logging.getLogger(__name__)
@@ -91,8 +94,6 @@ def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
     """The true peak of an encoded file as a player decodes it, read in blocks (memory stays flat however
     long the file), each measured with its neighbours' samples around it: a block's edge neither hides an
     inter-sample peak nor makes one up."""
-    import numpy as np
-
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
            "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"]
     peak, carried, measured_from = 0.0, np.zeros(0, np.float32), 0
@@ -159,34 +160,63 @@ def encode_chapter_aac(ffmpeg: str, chapter: OutputFile, target: Path,
     return OutputFile("chapter_aac", chapter.chapter, chapter.title, str(target), digest, chapter.duration)
 
 
+def _ffmpeg_header(ffmpeg: str, first_frames: bytes, raw: str, container: str, marks: list[ChapterMark],
+                   target: Path, tag_args: list[str]) -> bytes:
+    """A file ffmpeg makes of the book's first frames with the book's title, tags and chapter marks: everything
+    the book's own file needs but its frames."""
+    staged_fd, staged = make_temp_beside(target, f".{raw}")
+    meta_fd, meta = make_temp_beside(target, ".ffmeta")
+    made_fd, made = make_temp_beside(target, f".head.{container}")
+    os.close(made_fd)
+    try:
+        with open(staged_fd, "wb") as f:
+            f.write(first_frames)
+        with open(meta_fd, "w", encoding="utf-8") as f:
+            f.write(ffmetadata(marks))
+        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", raw, "-i", staged,
+               "-f", "ffmetadata", "-i", meta, "-map", "0:a", "-map_metadata", "-1", "-map_chapters", "1",
+               "-c", "copy", *tag_args, "-f", container, made]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_SECONDS)
+        if done.returncode != 0:
+            raise EncodeError(f"ffmpeg could not write the chapter marks and tags of {target} (exit "
+                              f"{done.returncode}): {done.stderr.strip()[-800:] or 'no message'}")
+        return Path(made).read_bytes()
+    finally:
+        for path in (staged, meta, made):
+            Path(path).unlink(missing_ok=True)
+
+
 def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, author: str | None,
               kind: str, notes: Path | None = None) -> OutputFile:
     """The book as `book_m4b` (from the chapters' AAC) or `book_mp3` (from the chapter MP3s): their frames copied
-    in order, never re-encoded, with a chapter mark at each chapter's first sample, title and author. With
-    `notes`, a folder where each chapter's frame run is remembered for the next join."""
+    in order, never re-encoded, with a chapter mark at each chapter's first sample, title and author. ffmpeg
+    writes those over the book's first frames; the frames are laid after that here (ffmpeg's own stream copy
+    spent seconds per book hour on per-frame work). With `notes`, a folder where each chapter's frames are
+    remembered for the next join."""
+    if not parts:
+        raise EncodeError(f"{target}: a book needs at least one chapter")
     container, raw = {"book_m4b": ("ipod", "aac"), "book_mp3": ("mp3", "mp3")}[kind]
     paths = [Path(p.path) for p in parts]
-    runs = [frames.remembered_frame_run(p, notes) if notes else frames.frame_run(p) for p in paths]
-    marks = chapter_marks([p.title for p in parts], [r.count * frames.frame_samples(p) for p, r in zip(paths, runs)],
-                          frames.priming(paths[0]) if paths else 0)
-    titles = [arg for i, m in enumerate(marks) for arg in (f"-metadata:c:{i}", f"title={m.title}")]
-    codec = ["-c", "copy", *(["-id3v2_version", "3"] if kind == "book_mp3" else [])]
-    # The frames go to ffmpeg as a file, not through a pipe: with a second input (the chapters), ffmpeg reads
-    # a pipe without blocking and sleeps whenever it is momentarily empty (a 1-hour book took 25 s, not 1 s).
-    # The file is removed at once; the book briefly needs its own size again on disk.
-    staged_fd, staged = make_temp_beside(target, f".{raw}")
-    meta_fd, meta = make_temp_beside(target, ".ffmeta")
-    try:
-        with open(staged_fd, "wb") as f:
-            for path, run in zip(paths, runs):
-                frames.copy_frames(path, run, f)
-        with open(meta_fd, "w", encoding="utf-8") as f:
-            f.write(ffmetadata(marks))
-        digest = _run_ffmpeg(ffmpeg, ["-f", raw, "-i", staged, "-f", "ffmetadata", "-i", meta, "-map", "0:a",
-                                      "-map_metadata", "-1", "-map_chapters", "1", *codec,
-                                      *_tags(title=title, album=title, artist=author, album_artist=author,
-                                             genre="Audiobook"), *titles], target, container)
-    finally:
-        Path(staged).unlink(missing_ok=True)
-        Path(meta).unlink(missing_ok=True)
-    return OutputFile(kind, None, title, str(target), digest, marks[-1].end if marks else 0.0)
+    found = [frames.remembered_frames(p, notes) if notes else frames.frames(p) for p in paths]
+    marks = chapter_marks([p.title for p in parts], [r.count * frames.frame_samples(p) for p, (r, _) in zip(paths, found)],
+                          frames.priming(paths[0]))
+    tag_args = [*_tags(title=title, album=title, artist=author, album_artist=author, genre="Audiobook"),
+                *[arg for i, m in enumerate(marks) for arg in (f"-metadata:c:{i}", f"title={m.title}")],
+                *(["-id3v2_version", "3", "-write_xing", "0"] if kind == "book_mp3" else [])]
+    header = _ffmpeg_header(ffmpeg, frames.first_frames(paths[0], found[0][0]), raw, container, marks, target, tag_args)
+    with atomic_write(target) as temp, open(temp, "wb") as out:
+        if kind == "book_mp3":
+            tag = frames.id3v2_size(header)
+            if not tag:
+                raise EncodeError(f"ffmpeg wrote no ID3 tag for {target}")
+            out.write(header[:tag])
+            for path, (run, _) in zip(paths, found):
+                frames.copy_frames(path, run, out)
+        else:
+            out.write(mp4.book_head(header, [sizes.astype(np.int64) - run.header for run, sizes in found],
+                                    DELIVERY_RATE, frames.AAC_FRAME_SAMPLES))
+            for path, (run, sizes) in zip(paths, found):
+                with open(path, "rb") as f:
+                    f.seek(run.start)
+                    out.write(mp4.frame_payloads(f.read(run.end - run.start), sizes, run.header))
+    return OutputFile(kind, None, title, str(target), sha256_file(target), marks[-1].end)

@@ -3,11 +3,15 @@ chapter's encoded sample count, priming and padding included) and copied out wit
 tags, the LAME Info frame), so that chapters join into one book by stream copy."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from tasks.core.errors import VoicebatchError
 from tasks.core.files import write_bytes_atomic
@@ -26,29 +30,36 @@ class FrameError(VoicebatchError):
 
 @dataclass(frozen=True)
 class FrameRun:
-    """Where a file's audio frames lie: bytes [start, end), `count` frames, copied out in one piece."""
+    """Where a file's audio frames lie: bytes [start, end), `count` frames, copied out in one piece; each
+    frame begins with `header` bytes that an MP4 container does not keep (ADTS; 0 for MP3)."""
     start: int
     end: int
     count: int
+    header: int = 0
 
 
-def _id3v2_size(data: bytes) -> int:
+def id3v2_size(data: bytes) -> int:
     if data[:3] != b"ID3" or len(data) < 10:
         return 0
     return 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]) + (10 if data[5] & 0x10 else 0)
+
+
+def _mp3_frame_length(header: bytes) -> int:
+    b2 = header[2]
+    return 144_000 * _MP3_KBPS[b2 >> 4] // _MP3_RATES[(b2 >> 2) & 3] + ((b2 >> 1) & 1)
 
 
 def _mp3_run(path: Path) -> FrameRun:
     """The audio frames of an MPEG-1 Layer III file, without its ID3 tags and its Xing/Info frame. The file is
     read whole (a chapter is the largest unit held): a read per frame cost ~1 s per hour of audio."""
     data = Path(path).read_bytes()
-    start = end = first = _id3v2_size(data)
+    start = end = first = id3v2_size(data)
     count = 0
     while end + 4 <= len(data) and data[end:end + 3] != b"TAG":  # an ID3v1 tag ends the file
         b1, b2 = data[end + 1], data[end + 2]
         if data[end] != 0xFF or (b1 & 0xFE) != 0xFA or not 0 < b2 >> 4 < 15 or b2 & 0x0C == 0x0C:
             raise FrameError(f"{path}: not a constant-bit-rate MPEG-1 Layer III frame at byte {end}")
-        length = 144_000 * _MP3_KBPS[b2 >> 4] // _MP3_RATES[(b2 >> 2) & 3] + ((b2 >> 1) & 1)
+        length = _mp3_frame_length(data[end:end + 4])
         if end == first and (b"Info" in data[end:end + 64] or b"Xing" in data[end:end + 64]):
             start = end + length  # the LAME tag: a frame of no audio, only ever the first
         else:
@@ -57,25 +68,38 @@ def _mp3_run(path: Path) -> FrameRun:
     return FrameRun(start, end, count)
 
 
-def _adts_run(path: Path) -> FrameRun:
-    """The frames of an ADTS AAC file, one raw block of 1024 samples each (as ffmpeg writes them)."""
+def _adts_frames(path: Path) -> tuple[FrameRun, np.ndarray]:
+    """The frames of an ADTS AAC file, one raw block of 1024 samples each (as ffmpeg writes them), and each
+    frame's length in bytes."""
     data = Path(path).read_bytes()
     end = count = 0
+    lengths = []
+    header = 9 if data[1:2] and not data[1] & 1 else 7  # 9 bytes with a CRC
     while end + 7 <= len(data):
-        if data[end] != 0xFF or (data[end + 1] & 0xF6) != 0xF0 or data[end + 6] & 3:
+        if data[end] != 0xFF or (data[end + 1] & 0xF6) != 0xF0 or data[end + 6] & 3 or \
+                (9 if not data[end + 1] & 1 else 7) != header:
             raise FrameError(f"{path}: not an ADTS frame of one raw block at byte {end}")
-        end = min(end + (((data[end + 3] & 3) << 11) | (data[end + 4] << 3) | (data[end + 5] >> 5)), len(data))
+        length = ((data[end + 3] & 3) << 11) | (data[end + 4] << 3) | (data[end + 5] >> 5)
+        if length <= header or end + length > len(data):
+            raise FrameError(f"{path}: the ADTS frame at byte {end} is cut short")
+        lengths.append(length)
+        end += length
         count += 1
-    return FrameRun(0, end, count)
+    return FrameRun(0, end, count, header), np.array(lengths, np.uint16)
 
 
 def frame_run(path: Path) -> FrameRun:
     """The frames' place in the file, each frame header checked (their audio is not read)."""
-    return _adts_run(path) if Path(path).suffix == ".aac" else _mp3_run(path)
+    return frames(path)[0]
 
 
-def remembered_frame_run(path: Path, notes: Path) -> FrameRun:
-    """frame_run(), kept in a note in the folder `notes` for as long as the file is the same one (same size,
+def frames(path: Path) -> tuple[FrameRun, np.ndarray]:
+    """frame_run(), and each frame's length in bytes where a container needs it (ADTS; empty for MP3)."""
+    return _adts_frames(path) if Path(path).suffix == ".aac" else (_mp3_run(path), np.zeros(0, np.uint16))
+
+
+def remembered_frames(path: Path, notes: Path) -> tuple[FrameRun, np.ndarray]:
+    """frames(), kept in a note in the folder `notes` for as long as the file is the same one (same size,
     change time and inode): a book is joined from its chapters again after every edit, and reading the frame
     headers of every unchanged chapter again cost ~0.35 s per hour of audio and codec."""
     status = Path(path).stat()
@@ -83,19 +107,40 @@ def remembered_frame_run(path: Path, notes: Path) -> FrameRun:
     note = Path(notes) / f"{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()}.frames.json"
     try:
         saved = json.loads(note.read_text())
-        if saved["file"] == identity:
-            return FrameRun(*saved["run"])
+        if saved["file"] == identity and saved.get("version") == 2:
+            return FrameRun(*saved["run"]), np.frombuffer(base64.b64decode(saved["sizes"]), "<u2").astype(np.uint16)
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no note, or one of another file: read the headers
-    run = frame_run(path)
-    write_bytes_atomic(note, json.dumps({"file": identity, "run": astuple(run)}).encode())
-    return run
+    run, sizes = frames(path)
+    write_bytes_atomic(note, json.dumps({"version": 2, "file": identity, "run": astuple(run),
+                                         "sizes": base64.b64encode(sizes.astype("<u2").tobytes()).decode()}).encode())
+    return run, sizes
+
+
+def first_frames(path: Path, run: FrameRun, count: int = 3) -> bytes:
+    """The file's first frames (ffmpeg's MP3 reader refuses a file of one frame: it checks the next one)."""
+    with open(path, "rb") as f:
+        f.seek(run.start)
+        data = f.read(min(run.end - run.start, count * 8191))  # 8191: the longest ADTS frame; MP3's are shorter
+    end = 0
+    for _ in range(min(count, run.count)):
+        end += (((data[end + 3] & 3) << 11) | (data[end + 4] << 3) | (data[end + 5] >> 5)) if run.header \
+            else _mp3_frame_length(data[end:end + 4])
+    return data[:end]
 
 
 def copy_frames(path: Path, run: FrameRun, out: BinaryIO) -> None:
+    """The frames appended to `out` (opened for writing, nothing left in its buffer), in the kernel where it
+    can (a 1.2 GB book: 0.4 s, not 3.8 s through Python)."""
+    out.flush()
     with open(path, "rb") as f:
-        f.seek(run.start)
-        left = run.end - run.start
+        at, left = run.start, run.end - run.start
+        try:
+            while left > 0 and (done := os.copy_file_range(f.fileno(), out.fileno(), left, at)):
+                at, left = at + done, left - done
+        except (AttributeError, OSError):
+            pass  # no copy_file_range (macOS) or not between these files: copy the rest through Python
+        f.seek(at)
         while left > 0 and (chunk := f.read(min(left, 1 << 20))):
             out.write(chunk)
             left -= len(chunk)
