@@ -95,3 +95,23 @@ def test_audio_already_on_target_is_not_regained():
     again, adjustment = normalise(on_target, target, RATE)
     assert adjustment.gain_db == 0.0 and abs(adjustment.after - target.target) < 0.02
     assert np.array_equal(again, on_target)  # its peaks were already under the ceiling: nothing touched
+
+
+@pytest.mark.parametrize("rate", [24_000, 44_100])
+def test_a_peak_reading_of_any_stretch_is_the_envelopes_maximum(rate):
+    """true_peak_between interpolates only the stretches that could hold the peak: on every span (edges of the
+    signal, spans shorter than a stretch, a lone loud sample) it reads exactly the full envelope's maximum."""
+    from tasks.audio.limiter import true_peak_between
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(1, 2_000))
+        x = (rng.standard_normal(n) * rng.uniform(0.01, 0.5)).astype(np.float32)
+        if trial % 3 == 0:
+            x[rng.integers(0, n)] *= 8
+        lo = int(rng.integers(0, n))
+        hi = int(rng.integers(lo + 1, n + 1))
+        assert true_peak_between(x, rate, lo, hi) == float(true_peak_envelope(x, rate)[lo:hi].max())
+    x = speechlike(6.0, seed=5, level=0.4)
+    whole = float(true_peak_envelope(x, rate).max())
+    assert true_peak_between(x, rate, 0, x.size, at_least=0.5 * whole) == whole  # a lower peak found elsewhere

@@ -11,6 +11,8 @@ TRUE_PEAK_RATE = 192_000  # Hz: BS.1770-4 oversamples 48 kHz audio 4x; lower rat
 LOOKAHEAD_SECONDS = 0.010  # gain reaches its floor this long before a peak and recovers as fast after it
 REACH = 10  # input samples each side that one oversampled point depends on (resample_poly's 10 per phase)
 BLOCK_SAMPLES = 4096  # interpolate this many samples at a time: small enough to stay in cache
+PEAK_STRETCH = 64  # samples a peak reading interpolates together or skips: short, so quiet ones are skipped
+PEAK_STRETCHES_AT_ONCE = 256
 PEAK_PIECE_SAMPLES = 256 * BLOCK_SAMPLES  # a peak reading holds an envelope of this many samples at a time
 
 
@@ -107,26 +109,54 @@ def largest_magnitude(audio: np.ndarray) -> float:
     return max(float(np.max(audio)), -float(np.min(audio)))
 
 
-def true_peak_between(audio: np.ndarray, rate: int, lo: int, hi: int) -> float:
+def true_peak_between(audio: np.ndarray, rate: int, lo: int, hi: int, at_least: float = 0.0) -> float:
     """Largest oversampled magnitude between samples lo and hi of `audio` (0 for none), read with the samples
     around them: the points within REACH of either end of `audio` are only right at the true ends of a
-    signal, so a signal read in blocks measures each block's middle, with its neighbours' samples as context."""
+    signal, so a signal read in blocks measures each block's middle, with its neighbours' samples as context.
+    Only the maximum is computed: points are interpolated only in stretches of PEAK_STRETCH samples where the
+    samples around could, by the filter's gain, reach above the largest sample (and above `at_least`, a peak
+    already found elsewhere: a result under it is a lower bound, not the exact peak). That is about an
+    eighth of a speech chapter (13 % of one 24-minute chapter)."""
     if hi <= lo:
         return 0.0
-    start = max(0, lo - REACH)
-    around = np.asarray(audio)[start:hi + REACH]
-    inner = slice(lo - start, hi - start)
-    # Exact wherever it passes the floor, and the largest sample in between is on it.
-    env = true_peak_envelope(around, rate, floor=largest_magnitude(around[inner]))
-    return float(env[inner].max())
+    x = np.asarray(audio, dtype=np.float32)
+    peak = largest_magnitude(x[lo:hi])
+    factor = oversampling_factor(rate)
+    if factor == 1:
+        return peak
+    weights, gain_bound = _phase_weights(factor)
+    n, width = hi - lo, PEAK_STRETCH + 2 * REACH
+    stretches = -(-n // PEAK_STRETCH)
+    # seg[j] is x[lo - REACH + j], zero past either end of the signal; stretch k's points read seg[kS:kS + width].
+    seg = np.zeros((stretches + 1) * PEAK_STRETCH, np.float32)
+    start, end = max(0, lo - REACH), min(x.size, lo + stretches * PEAK_STRETCH + REACH)
+    seg[start - (lo - REACH):end - (lo - REACH)] = x[start:end]
+    block_max = np.abs(seg).reshape(-1, PEAK_STRETCH).max(axis=1)
+    reach = np.maximum(block_max[:-1], block_max[1:])  # width <= 2 stretches: a stretch and the next cover it
+    floor = max(peak, at_least)
+    todo = np.flatnonzero(reach * gain_bound > floor)
+    taps = 2 * REACH + 1
+    # One multiply-add per tap in a fixed order, as true_peak_envelope does: the same values on every machine.
+    for first in range(0, todo.size, PEAK_STRETCHES_AT_ONCE):
+        which = todo[first:first + PEAK_STRETCHES_AT_ONCE]
+        around = seg[(which * PEAK_STRETCH)[:, None] + np.arange(width)]  # (stretches, width)
+        out = np.zeros((which.size, factor, PEAK_STRETCH), np.float32)
+        for d in range(taps):
+            out += weights[None, :, d, None] * around[:, None, d:d + PEAK_STRETCH]
+        if which[-1] == stretches - 1 and n % PEAK_STRETCH:
+            out[-1, :, n % PEAK_STRETCH:] = 0.0  # points past hi are another block's
+        peak = max(peak, float(np.abs(out).max()))
+    return peak
 
 
 def true_peak(audio: np.ndarray, rate: int) -> float:
     """Largest oversampled magnitude (0 for silence), read piece by piece, so a chapter is never interpolated
     whole."""
     audio = np.asarray(audio)
-    return max((true_peak_between(audio, rate, start, min(audio.size, start + PEAK_PIECE_SAMPLES))
-                for start in range(0, audio.size, PEAK_PIECE_SAMPLES)), default=0.0)
+    peak = 0.0
+    for start in range(0, audio.size, PEAK_PIECE_SAMPLES):
+        peak = max(peak, true_peak_between(audio, rate, start, min(audio.size, start + PEAK_PIECE_SAMPLES), peak))
+    return peak
 
 
 def true_peak_dbtp(audio: np.ndarray, rate: int) -> float:

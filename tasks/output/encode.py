@@ -102,10 +102,10 @@ def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
             audio = np.concatenate([carried, np.frombuffer(block[:len(block) // 4 * 4], dtype=np.float32)])
             # The last samples' points need the next block's samples: they are measured with it.
             upto = max(measured_from, audio.size - PEAK_BLOCK_OVERLAP)
-            peak = max(peak, true_peak_between(audio, DELIVERY_RATE, measured_from, upto))
+            peak = max(peak, true_peak_between(audio, DELIVERY_RATE, measured_from, upto, peak))
             kept_from = max(0, upto - PEAK_BLOCK_OVERLAP)  # context for the points still to measure
             carried, measured_from = audio[kept_from:], upto - kept_from
-        peak = max(peak, true_peak_between(carried, DELIVERY_RATE, measured_from, carried.size))
+        peak = max(peak, true_peak_between(carried, DELIVERY_RATE, measured_from, carried.size, peak))
         errors = proc.stderr.read().decode(errors="replace")
     if proc.returncode != 0:
         raise EncodeError(f"ffmpeg could not decode {path} to check its peaks: {errors[-800:]}")
