@@ -10,6 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.base import DecodingParams
 from tasks.output.export import OutputFile
 from tasks.output.mastering import NormalisedTake
 from tasks.render import cache
@@ -59,15 +60,22 @@ def render_rows(run_id: str, jobs: list[RenderJob], takes: dict[str, Take], hits
     their error."""
     rows = []
     failures = failures or {}
+    # A book's thousands of lines share a few voices and parameter sets: each is written out as JSON once.
+    options_json: dict[tuple[str, str], str] = {}
+    params_json: dict[DecodingParams, str] = {}
     for job in jobs:
         info = setup.infos[job.engine]
+        if (job.engine, job.voice_id) not in options_json:
+            options_json[job.engine, job.voice_id] = as_json(setup.facts[job.engine].options[job.voice_id])
+        if job.params not in params_json:  # frozen and hashable
+            params_json[job.params] = as_json(job.params.model_dump())
         row = dict(
             run_id=run_id, chapter=job.chapter, line=job.line, chunk=job.chunk, source=job.source,
             speaker=job.speaker, voice_id=job.voice_id,
             voice_sha256=setup.prompts[job.engine][job.voice_id].content_hash, engine=job.engine, model=info.model,
             revision=info.revision, device=info.device, dtype=info.dtype,
-            engine_options=as_json(setup.facts[job.engine].options[job.voice_id]), text=job.text,
-            params=as_json(job.params.model_dump()), seed=job.params.seed, cache_key=job.key, created_at=now,
+            engine_options=options_json[job.engine, job.voice_id], text=job.text,
+            params=params_json[job.params], seed=job.params.seed, cache_key=job.key, created_at=now,
             cache_hit=job.key in hits, predecessor=job.predecessor,
             pronunciations=as_json(dict(job.pronunciations)) if job.pronunciations else None)
         if job.key in failures:

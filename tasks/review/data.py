@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ class ReviewData:
     chapters: list[ReviewChapter]
 
 
+@lru_cache(maxsize=64)
+def _resolved_folder(folder: str) -> Path:
+    return Path(folder).resolve()
+
+
 def locate(recorded: str | None, output_dir: str | None) -> Path | None:
     """Where a recorded file is now. Paths are recorded as the run was given them, so a relative one is read
     from the current folder, else found under the run's (resolved) output folder by its trailing parts."""
@@ -70,7 +76,10 @@ def locate(recorded: str | None, output_dir: str | None) -> Path | None:
         return None
     path = Path(recorded)
     if path.is_absolute() or path.is_file():
-        return path.resolve() if path.is_file() else None
+        if not path.is_file():
+            return None
+        # A book has thousands of takes in a few folders: each folder is resolved once, a file only if a link.
+        return path.resolve() if path.is_symlink() else _resolved_folder(str(path.parent)) / path.name
     if output_dir:
         parts = path.parts
         for start in range(len(parts)):
@@ -127,6 +136,7 @@ def _take(row: dict[str, Any], output_dir: str | None, qa: dict | None, level: d
 
 def load_review(db: Path, run_ids: list[str]) -> ReviewData:
     """Every take and chapter of the runs, in the order the runs were named."""
+    _resolved_folder.cache_clear()  # folders may have moved since the last page (`--watch` lives long)
     with connect(db, read_only=True) as con:
         runs = resolve_runs(con, db, run_ids)
         ids = [r["run_id"] for r in runs]

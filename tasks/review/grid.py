@@ -47,6 +47,8 @@ def varying_keys(takes: list[ReviewTake]) -> list[str]:
         groups.setdefault((t.run_id, t.chapter, t.line, t.chunk), []).append(t)
     keys: set[str] = set()
     for group in groups.values():
+        if len(group) < 2:
+            continue  # one take of a line varies from nothing
         for name in {k for t in group for k in t.params}:
             if len({_canon(t.params.get(name)) for t in group}) > 1:
                 keys.add(name)

@@ -8,6 +8,7 @@ import contextlib
 import html
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,12 @@ def _href(path: Path, page_dir: Path) -> str:
     """A relative URL from the page to a file, each path segment percent-encoded."""
     from urllib.parse import quote
 
-    return "/".join(quote(part) for part in Path(os.path.relpath(path, page_dir)).parts)
+    return "/".join(quote(part) for part in Path(_relative_folder(str(path.parent), str(page_dir)), path.name).parts)
+
+
+@lru_cache(maxsize=64)
+def _relative_folder(folder: str, page_dir: str) -> str:
+    return os.path.relpath(folder, page_dir)
 
 
 def _params_text(params: dict[str, Any]) -> str:
