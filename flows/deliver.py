@@ -223,16 +223,16 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         encoded += [_result(f) for f in mp3s]
         joins = []
         if complete and ffmpeg:
-            parts = {"book_m4b": [_result(f) for f in aacs], "book_mp3": list(encoded)}
-            for kind, suffix in (("book_m4b", ".m4b"), ("book_mp3", ".mp3")):
+            # Each book is joined as soon as its own chapters are encoded (the MP3s are, while AAC still encodes).
+            for kind, suffix, parts in (("book_mp3", ".mp3", mp3s), ("book_m4b", ".m4b", aacs)):
                 path = str(wav.with_suffix(suffix))
                 if path in reusable and not encodes:
                     encoded.append(_reused(kind, None, manifest.title, reusable[path]))
                     reused.add(path)
                 else:
-                    joins.append(pool.submit(steps.join_book, dict(ffmpeg=ffmpeg, parts=parts[kind], target=Path(path),
-                                                                   title=manifest.title, author=manifest.author,
-                                                                   kind=kind, notes=takes_dir / "encoded")))
+                    joins.append(pool.submit(steps.join_book, dict(
+                        ffmpeg=ffmpeg, parts=[_result(f) for f in parts], target=Path(path), title=manifest.title,
+                        author=manifest.author, kind=kind, notes=takes_dir / "encoded")))
         encoded += [f.result() for f in joins]
         milestones["encoded"] = time.perf_counter()
 
