@@ -220,3 +220,15 @@ def test_a_45_hour_m4b_gets_64_bit_durations_and_offsets(encoded, tmp_path):
     assert float(info["streams"][0]["duration"]) == pytest.approx(5_000_000 * 1024 / 44_100, abs=0.01)
     assert [round(float(c["start_time"]), 2) for c in info["chapters"]] == [round(m.start, 2) for m in marks]
     assert int(info["streams"][0]["nb_frames"]) == 5_000_000
+
+
+def test_a_chapter_file_that_is_not_a_16_bit_wav_is_refused_by_name(book, tmp_path):
+    from tasks.output.export import ChapterFileError
+
+    chapters, _ = book
+    float_wav = tmp_path / "02-float.wav"
+    write_wav_atomic(float_wav, np.zeros(RATE, np.float32), subtype="FLOAT")
+    odd = [chapters[0], OutputFile("chapter", 1, "Two", str(float_wav), "", 1.0)]
+    with pytest.raises(ChapterFileError, match="02-float.wav"):
+        export_book(odd, tmp_path / "book.wav", "B")
+    assert not (tmp_path / "book.wav").exists()

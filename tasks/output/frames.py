@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -14,7 +13,7 @@ from typing import BinaryIO
 import numpy as np
 
 from tasks.core.errors import VoicebatchError
-from tasks.core.files import write_bytes_atomic
+from tasks.core.files import append_range, write_bytes_atomic
 
 AAC_FRAME_SAMPLES = 1024
 MP3_FRAME_SAMPLES = 1152
@@ -130,20 +129,7 @@ def first_frames(path: Path, run: FrameRun, count: int = 3) -> bytes:
 
 
 def copy_frames(path: Path, run: FrameRun, out: BinaryIO) -> None:
-    """The frames appended to `out` (opened for writing, nothing left in its buffer), in the kernel where it
-    can (a 1.2 GB book: 0.4 s, not 3.8 s through Python)."""
-    out.flush()
-    with open(path, "rb") as f:
-        at, left = run.start, run.end - run.start
-        try:
-            while left > 0 and (done := os.copy_file_range(f.fileno(), out.fileno(), left, at)):
-                at, left = at + done, left - done
-        except (AttributeError, OSError):
-            pass  # no copy_file_range (macOS) or not between these files: copy the rest through Python
-        f.seek(at)
-        while left > 0 and (chunk := f.read(min(left, 1 << 20))):
-            out.write(chunk)
-            left -= len(chunk)
+    append_range(path, run.start, run.end, out)
 
 
 def frame_samples(path: Path) -> int:
