@@ -117,7 +117,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     require_api()  # a PREFECT_API_URL that answers nothing is refused before anything is written
     preflight(settings.output_dir, settings.database)
-    _import_meanwhile("scipy.signal")
+    _import_meanwhile("scipy.signal", *([] if args.no_review else ["matplotlib.figure", "matplotlib.backends.backend_svg"]))
 
     from flows.local_server import prefect_api
     from flows.render import render_manifest
@@ -150,7 +150,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def _import_meanwhile(*modules: str) -> None:
     """Import modules in a thread while Prefect starts. scipy.signal (the loudness meter's filters) takes
-    about a second, which otherwise lies between the first rendered take and its normalisation."""
+    about a second, which otherwise lies between the first rendered take and its normalisation; matplotlib
+    (the review page's plots) half a second more at the end of a run."""
     import importlib
     import threading
 
