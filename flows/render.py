@@ -69,6 +69,18 @@ def _milestones(started: float, spans: list[tuple[float, float]], delivered: dic
     return {name: t - started for name, t in {**at, **delivered, "finished": time.perf_counter()}.items()}
 
 
+def _import_meanwhile(*modules: str) -> None:
+    """Import what the takes about to be rendered will need, in a thread while the engines load and render
+    (their compute releases the GIL): scipy.signal, for the loudness meter, takes ~1 s to import, which
+    otherwise lay between the first take and its normalisation; matplotlib, for the review page's plots, half
+    a second at the end. A run that renders nothing needs neither: it is not slowed by importing them."""
+    import importlib
+    import threading
+
+    threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], name="import-meanwhile",
+                     daemon=True).start()
+
+
 @flow(name="render-manifest", log_prints=True)
 def render_manifest(manifest: str, engine: str | None = None, output_dir: str | None = None,
                     force: bool = False, qa: bool | None = None, overrides: dict[str, Any] | None = None,
@@ -107,6 +119,8 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                     verify=None if force else takes_to_read(script, jobs, out, db))
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
         batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
+        if batches:
+            _import_meanwhile("scipy.signal", *(["matplotlib.figure", "matplotlib.backends.backend_svg"] if review else []))
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
             len(b.jobs) for b in batches), sum(len(b.jobs) for b in batches), len(batches), ", ".join(setup.facts))
 

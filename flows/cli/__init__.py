@@ -117,7 +117,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     require_api()  # a PREFECT_API_URL that answers nothing is refused before anything is written
     preflight(settings.output_dir, settings.database)
-    _import_meanwhile("scipy.signal", *([] if args.no_review else ["matplotlib.figure", "matplotlib.backends.backend_svg"]))
 
     from flows.local_server import prefect_api
     from flows.render import render_manifest
@@ -146,17 +145,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return 1 if any(r["status"] != "completed" or r["not_written"] for r in results) else 0
-
-
-def _import_meanwhile(*modules: str) -> None:
-    """Import modules in a thread while Prefect starts. scipy.signal (the loudness meter's filters) takes
-    about a second, which otherwise lies between the first rendered take and its normalisation; matplotlib
-    (the review page's plots) half a second more at the end of a run."""
-    import importlib
-    import threading
-
-    threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], name="import-meanwhile",
-                     daemon=True).start()
 
 
 def _watch(manifest: Path, settings, render) -> int:
