@@ -119,7 +119,7 @@ def true_peak_between(audio: np.ndarray, rate: int, lo: int, hi: int, at_least: 
     eighth of a speech chapter (13 % of one 24-minute chapter)."""
     if hi <= lo:
         return 0.0
-    x = np.asarray(audio, dtype=np.float32)
+    x = np.asarray(audio)  # not converted whole: a caller reads a long signal a piece at a time
     peak = largest_magnitude(x[lo:hi])
     factor = oversampling_factor(rate)
     if factor == 1:

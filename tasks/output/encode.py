@@ -17,7 +17,7 @@ import numpy as np
 
 from tasks.audio.limiter import true_peak_between
 from tasks.core.errors import VoicebatchError
-from tasks.core.files import atomic_write, make_temp_beside, sha256_file
+from tasks.core.files import append_range, atomic_write, make_temp_beside, sha256_file
 from tasks.output import frames, mp4
 from tasks.output.export import OutputFile
 
@@ -80,14 +80,18 @@ def ffmetadata(marks: list[ChapterMark]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ffmpeg(ffmpeg: str, args: list[str], output: Path, container: str, what: str) -> None:
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, "-f", container, str(output)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_SECONDS)
+    if done.returncode != 0:
+        raise EncodeError(f"ffmpeg could not write {what} (exit {done.returncode}): "
+                          f"{done.stderr.strip()[-800:] or 'no message'}")
+
+
 def _run_ffmpeg(ffmpeg: str, args: list[str], target: Path, container: str) -> str:
     """Run ffmpeg into a temporary file beside `target`, then rename it into place; returns the sha256."""
     with atomic_write(target) as temp:
-        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, "-f", container, str(temp)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_SECONDS)
-        if done.returncode != 0:
-            raise EncodeError(f"ffmpeg could not write {target} (exit {done.returncode}): "
-                              f"{done.stderr.strip()[-800:] or 'no message'}")
+        _ffmpeg(ffmpeg, args, temp, container, str(target))
     return sha256_file(target)
 
 
@@ -174,13 +178,9 @@ def _ffmpeg_header(ffmpeg: str, first_frames: bytes, raw: str, container: str, m
             f.write(first_frames)
         with open(meta_fd, "w", encoding="utf-8") as f:
             f.write(ffmetadata(marks))
-        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", raw, "-i", staged,
-               "-f", "ffmetadata", "-i", meta, "-map", "0:a", "-map_metadata", "-1", "-map_chapters", "1",
-               "-c", "copy", *tag_args, "-f", container, made]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_SECONDS)
-        if done.returncode != 0:
-            raise EncodeError(f"ffmpeg could not write the chapter marks and tags of {target} (exit "
-                              f"{done.returncode}): {done.stderr.strip()[-800:] or 'no message'}")
+        _ffmpeg(ffmpeg, ["-f", raw, "-i", staged, "-f", "ffmetadata", "-i", meta, "-map", "0:a", "-map_metadata",
+                         "-1", "-map_chapters", "1", "-c", "copy", *tag_args], Path(made), container,
+                f"the chapter marks and tags of {target}")
         return Path(made).read_bytes()
     finally:
         for path in (staged, meta, made):
@@ -213,7 +213,7 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
                 raise EncodeError(f"ffmpeg wrote no ID3 tag for {target}")
             out.write(header[:tag])
             for path, (run, _) in zip(paths, found):
-                frames.copy_frames(path, run, out)
+                append_range(path, run.start, run.end, out)
         else:  # the bytes pass through here anyway: hashed as they are written
             head = mp4.book_head(header, [sizes.astype(np.int64) - run.header for run, sizes in found],
                                  DELIVERY_RATE, frames.AAC_FRAME_SAMPLES)

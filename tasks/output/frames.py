@@ -8,12 +8,11 @@ import hashlib
 import json
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from tasks.core.errors import VoicebatchError
-from tasks.core.files import append_range, write_bytes_atomic
+from tasks.core.files import write_bytes_atomic
 
 AAC_FRAME_SAMPLES = 1024
 MP3_FRAME_SAMPLES = 1152
@@ -67,6 +66,10 @@ def _mp3_run(path: Path) -> FrameRun:
     return FrameRun(start, end, count)
 
 
+def _adts_frame_length(header: bytes) -> int:
+    return ((header[3] & 3) << 11) | (header[4] << 3) | (header[5] >> 5)
+
+
 def _adts_frames(path: Path) -> tuple[FrameRun, np.ndarray]:
     """The frames of an ADTS AAC file, one raw block of 1024 samples each (as ffmpeg writes them), and each
     frame's length in bytes."""
@@ -78,7 +81,7 @@ def _adts_frames(path: Path) -> tuple[FrameRun, np.ndarray]:
         if data[end] != 0xFF or (data[end + 1] & 0xF6) != 0xF0 or data[end + 6] & 3 or \
                 (9 if not data[end + 1] & 1 else 7) != header:
             raise FrameError(f"{path}: not an ADTS frame of one raw block at byte {end}")
-        length = ((data[end + 3] & 3) << 11) | (data[end + 4] << 3) | (data[end + 5] >> 5)
+        length = _adts_frame_length(data[end:end + 7])
         if length <= header or end + length > len(data):
             raise FrameError(f"{path}: the ADTS frame at byte {end} is cut short")
         lengths.append(length)
@@ -123,13 +126,8 @@ def first_frames(path: Path, run: FrameRun, count: int = 3) -> bytes:
         data = f.read(min(run.end - run.start, count * 8191))  # 8191: the longest ADTS frame; MP3's are shorter
     end = 0
     for _ in range(min(count, run.count)):
-        end += (((data[end + 3] & 3) << 11) | (data[end + 4] << 3) | (data[end + 5] >> 5)) if run.header \
-            else _mp3_frame_length(data[end:end + 4])
+        end += _adts_frame_length(data[end:end + 7]) if run.header else _mp3_frame_length(data[end:end + 4])
     return data[:end]
-
-
-def copy_frames(path: Path, run: FrameRun, out: BinaryIO) -> None:
-    append_range(path, run.start, run.end, out)
 
 
 def frame_samples(path: Path) -> int:
