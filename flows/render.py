@@ -119,7 +119,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                                     verify=None if force else takes_to_read(script, jobs, out, db))
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
         batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
-        if batches:
+        if batches and not qa_plan:  # with QA, batches are normalised as they land: imports would hold them up
             _import_meanwhile("scipy.signal", *(["matplotlib.figure", "matplotlib.backends.backend_svg"] if review else []))
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
             len(b.jobs) for b in batches), sum(len(b.jobs) for b in batches), len(batches), ", ".join(setup.facts))
