@@ -61,9 +61,12 @@ def prepare_environment() -> Path:
     # Render lanes are machine-wide file locks: a private folder keeps other processes' renders out of the timing.
     os.environ.setdefault("VOICEBATCH_LANE_DIR", str(scratch / "lanes"))
     from flows.local_server import stop_server  # imported now: at exit, imports that start threads fail
+    from flows.warm import stop_warm
 
-    # The local Prefect server that the bench's renders started and reused: stopped before the scratch goes.
+    # The local Prefect server that the bench's renders started and reused, and the warm process beside it:
+    # stopped before the scratch goes (atexit runs the last registered first).
     atexit.register(stop_server, Path(os.environ["PREFECT_HOME"]))
+    atexit.register(stop_warm, Path(os.environ["PREFECT_HOME"]))
     return scratch
 
 

@@ -1,13 +1,16 @@
 """Edit-to-audio latency for one changed line of the demo dialogue: (a) `render --watch`, from the save to its
 chapter WAV rewritten (and to the cycle's printed line, the whole cycle done), (b) a one-shot `voicebatch
-render` against the reused local server, (c) the same with a temporary server (`--no-server`); and the
-unchanged re-run of a 200-line manifest in (b) and (c). Whole processes through the real CLI; each figure is the median of `--repeats` tries.
+render` against the reused local server (started in the warm process beside it, flows/warm.py, once that is
+ready), (c) the same with a temporary server (`--no-server`: in a process of its own); and the unchanged
+re-run of a 200-line manifest in (b) and (c). Whole processes through the real CLI; each figure is the
+median of `--repeats` tries.
 
     .venv/bin/python bench/edit_loop.py [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -106,6 +109,18 @@ def watched(edits: Edits, out: Path, repeats: int) -> tuple[float, float]:
         process.wait(timeout=60)
 
 
+def warm_ready(timeout: float = 180) -> float:
+    """Seconds until the warm process that `server start` started is ready (b's commands start in it)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        status = json.loads(subprocess.run([VOICEBATCH, "server", "status", "--json"], capture_output=True,
+                                           text=True, cwd=ROOT).stdout)
+        if status["warm_ready"]:
+            return time.perf_counter() - start
+        time.sleep(0.2)
+    raise SystemExit(f"the warm process was not ready after {timeout:g} s: {status}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -127,6 +142,7 @@ def main() -> None:
 
     measured("server_start_s", cli("server", "start"))
     try:
+        measured("warm_process_ready_s", warm_ready())
         to_chapter, to_line = watched(edits, scratch / "out-a", args.repeats)
         measured("a_watch_save_to_chapter_s", to_chapter)
         measured("a_watch_save_to_cycle_line_s", to_line)

@@ -5,3 +5,7 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+# The environment as the command got it (with the defaults above): a warm process is started with it and
+# matched against it (flows/warm.py), whatever later imports add.
+ENVIRONMENT_AT_START = dict(os.environ)

@@ -202,6 +202,12 @@ def _started(folder: Path, port: int, temporary: bool) -> ServerState:
         raise
 
 
+def is_reused(api_url: str, folder: Path | None = None) -> bool:
+    """Whether `api_url` is the reused local server's."""
+    state = read_state(folder or home())
+    return state is not None and state.api_url == api_url
+
+
 def stop_server(folder: Path | None = None) -> ServerState | None:
     """Stop the reused server and forget it; the state it had, or None when none was recorded."""
     folder = folder or home()

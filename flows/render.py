@@ -69,6 +69,11 @@ def _milestones(started: float, spans: list[tuple[float, float]], delivered: dic
     return {name: t - started for name, t in {**at, **delivered, "finished": time.perf_counter()}.items()}
 
 
+# Imported only by runs with takes to render (see _import_meanwhile); the warm process imports them at start.
+RENDER_IMPORTS = ("scipy.signal",)
+REVIEW_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_svg")
+
+
 def _import_meanwhile(*modules: str) -> None:
     """Import what the takes about to be rendered will need, in a thread while the engines load and render
     (their compute releases the GIL): scipy.signal, for the loudness meter, takes ~1 s to import, which
@@ -120,7 +125,7 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
         # Each engine's own batch size (Engine.batch_size) unless VOICEBATCH_BATCH_SIZE overrides it.
         batches = group_jobs([j for j in jobs if j.key not in hits], setup.facts, settings.batch_size)
         if batches and not qa_plan:  # with QA, batches are normalised as they land: imports would hold them up
-            _import_meanwhile("scipy.signal", *(["matplotlib.figure", "matplotlib.backends.backend_svg"] if review else []))
+            _import_meanwhile(*RENDER_IMPORTS, *(REVIEW_IMPORTS if review else ()))
         logger.info("%d chunks: %d cached, %d to render in %d batches on %s", len(jobs), len(jobs) - sum(
             len(b.jobs) for b in batches), sum(len(b.jobs) for b in batches), len(batches), ", ".join(setup.facts))
 

@@ -25,6 +25,9 @@ os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["VOICEBATCH_VOICES_DIR"] = str(ROOT / "voices")
 os.environ["VOICEBATCH_SERVER_PORT"] = "0"  # a reused server started by a test takes any free port, never 4200
+# No warm process beside the reused servers (tests/test_warm.py starts its own): each CLI test runs the command
+# in its own process, as it would be run with Prefect elsewhere.
+os.environ["VOICEBATCH_WARM"] = "0"
 # Child processes (the CLI, Prefect workers and servers) import this checkout's code, also where the virtual
 # environment's editable install points at another checkout (a git worktree sharing one .venv).
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -166,12 +169,17 @@ def running(pid: int) -> bool:
 
 
 def stop_local_server(home: str | Path) -> None:
-    """Stop the reused Prefect server recorded in `home`, if any, and check by its pid that it is gone."""
+    """Stop the reused Prefect server recorded in `home` and its warm process, if any, and check by their pids
+    that they are gone."""
     from flows.local_server import stop_server
+    from flows.warm import stop_warm
 
+    warm = stop_warm(Path(home))
     state = stop_server(Path(home))
     if state and running(state.pid):
         raise RuntimeError(f"the Prefect server of {home} (pid {state.pid}) is still running")
+    if warm and running(warm["pid"]):
+        raise RuntimeError(f"the warm process of {home} (pid {warm['pid']}) is still running")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -118,15 +118,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     require_api()  # a PREFECT_API_URL that answers nothing is refused before anything is written
     preflight(settings.output_dir, settings.database)
 
+    from flows import local_server
     from flows.local_server import prefect_api
     from flows.render import render_manifest
+    from flows.warm import ensure_warm
 
     runner = task_runner(args.runner, args.dask_address, args.dask_workers)
     flow = render_manifest.with_options(task_runner=runner) if runner else render_manifest
     options = dict(engine=args.engine, output_dir=str(settings.output_dir), force=args.force, qa=args.qa,
                    review=not args.no_review, overrides=overrides)
     try:
-        with prefect_api(temporary=args.no_server):
+        with prefect_api(temporary=args.no_server) as api_url:
+            if local_server.is_reused(api_url):
+                ensure_warm(local_server.home())  # for the next command; this one goes on meanwhile
             if args.watch:
                 return _watch(args.manifests[0], settings, lambda: flow(manifest=str(args.manifests[0]), **options))
             results = []

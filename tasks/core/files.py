@@ -38,6 +38,13 @@ def _new_file_mode() -> int:
 NEW_FILE_MODE = _new_file_mode()  # read once, at import, before any thread could create files meanwhile
 
 
+def adopt_umask(umask: int) -> None:
+    """Set the process's umask and the mode new files get from it (a forked process taking over a command)."""
+    global NEW_FILE_MODE
+    os.umask(umask)
+    NEW_FILE_MODE = _new_file_mode()
+
+
 @contextmanager
 def atomic_write(path: Path, suffix: str = "", mode: int | None = None) -> Iterator[Path]:
     """A temporary file beside `path` for the block to write (and check); renamed onto `path` when the block
