@@ -40,7 +40,9 @@ def environment_key(environ, cwd: str) -> str:
     """What a warm process must share with a command to run it: this Python and its installed packages, this
     checkout's code as it is on disk, and the settings read at import time."""
     digest = hashlib.sha256()
-    digest.update(f"{sys.executable}\0{sys.version}\0{code_root()}\0".encode())
+    # The environment's folder, not the interpreter's path: a console script and `python -c` in one virtual
+    # environment may name it through different links.
+    digest.update(f"{os.path.realpath(sys.prefix)}\0{sys.version}\0{code_root()}\0".encode())
     for name in sorted(environ):
         if name.startswith(IMPORT_TIME_VARIABLES):
             digest.update(f"{name}={environ[name]}\0".encode())
@@ -48,7 +50,7 @@ def environment_key(environ, cwd: str) -> str:
         digest.update(f"{name}:{_stamp(Path(cwd) / name)}\0".encode())
     for entry in sys.path:
         if entry.endswith("site-packages"):  # pip changes the folder when it installs or removes a package
-            digest.update(f"{entry}:{_stamp(Path(entry))}\0".encode())
+            digest.update(f"{os.path.realpath(entry)}:{_stamp(Path(entry))}\0".encode())
     for folder in CODE_FOLDERS:
         for parent, dirs, files in os.walk(code_root() / folder):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
