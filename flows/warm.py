@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +35,7 @@ from tasks.core.processes import is_alive
 
 LOCK_NAME = "voicebatch-warm.lock"
 LOG_NAME = "voicebatch-warm.log"
+RETRY_AFTER_S = 600  # a warm process that died while it started is not started again for the same environment sooner
 _in_handed_off_command = False
 
 
@@ -78,11 +80,15 @@ def ensure_warm(folder: Path) -> None:
             if state.get("key") == key:
                 return
             local_server.stop_process(state["pid"], grace=5)
+        elif (state and state.get("key") == key and not state.get("socket")
+              and time.time() - state.get("started", 0) < RETRY_AFTER_S):
+            return  # it died while it started, a moment ago, for this same environment: its log says why
         with open(folder / LOG_NAME, "ab") as log:
             process = subprocess.Popen([sys.executable, "-P", "-c", "from flows.warm_server import main; main()",
                                         str(folder)], env=ENVIRONMENT_AT_START, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
-        write_text_atomic(folder / WARM_STATE, json.dumps({"pid": process.pid, "key": key, "socket": None}))
+        write_text_atomic(folder / WARM_STATE, json.dumps({"pid": process.pid, "key": key, "socket": None,
+                                                           "started": time.time()}))
 
 
 def stop_warm(folder: Path) -> dict | None:

@@ -44,6 +44,9 @@ def _preload() -> None:
                 load_lanes(name, settings.device, settings.dtype)
         except VoicebatchError as error:  # not installed: its commands load nothing here either
             print(f"not preloaded: {error}", flush=True)
+        except Exception:  # noqa: BLE001 - a command that needs it loads it (and reports what fails) itself
+            print(f"not preloaded: {name}", flush=True)
+            traceback.print_exc()
     get_settings.cache_clear()  # each command reads its own settings
 
 
@@ -53,12 +56,17 @@ def main() -> None:
     if command is None:
         return
     # In a handed-off command's process: run it as the console script would, Prefect's exit handlers included,
-    # but end without the interpreter's own teardown: that of the native libraries' state copied by the fork
-    # (onnxruntime's) crashed with SIGSEGV.
+    # but end without the interpreter's own teardown, which crashed (SIGSEGV) in such a process after the
+    # command had done its work: some native library's state copied by the fork does not survive it.
     try:
         code = _run_command(*command)
     except SystemExit as stop:
         code = stop.code
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - as the interpreter would: the traceback, exit status 1
+        traceback.print_exc()
+        code = 1
     if not isinstance(code, int):
         if code is not None:
             print(code, file=sys.stderr)
@@ -90,7 +98,8 @@ def serve(folder: Path) -> tuple[dict, list[int], dict] | None:
         with warm.lock(folder):
             if (read_warm_state(folder) or {}).get("pid") != me:
                 return None  # replaced while it loaded
-            write_text_atomic(folder / WARM_STATE, json.dumps({"pid": me, "key": key, "socket": str(path)}))
+            write_text_atomic(folder / WARM_STATE, json.dumps({"pid": me, "key": key, "socket": str(path),
+                                                               "started": time.time()}))
         print(f"ready in {time.perf_counter() - started:.1f} s: pid {me}, {path}", flush=True)
         while True:
             try:
