@@ -11,7 +11,6 @@ command's own exit (any exit but SIGKILL).
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import os
 import signal
@@ -32,7 +31,7 @@ from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from flows.server_check import require_api
 from tasks.core.errors import VoicebatchError
-from tasks.core.files import write_text_atomic
+from tasks.core.files import exclusive_lock, write_text_atomic
 from tasks.core.processes import is_alive
 from tasks.core.settings import get_settings
 from tasks.core.stopping import deferred
@@ -160,15 +159,8 @@ def stop_process(pid: int, grace: float = 10.0) -> None:
             pass
 
 
-@contextmanager
-def _start_lock(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _start_lock(folder: Path):
+    return exclusive_lock(folder / LOCK_NAME)
 
 
 def ensure_server(folder: Path | None = None) -> tuple[ServerState, bool]:

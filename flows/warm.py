@@ -16,7 +16,6 @@ runs on its own and replaces the warm process for the next one. VOICEBATCH_WARM=
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,13 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from flows import ENVIRONMENT_AT_START, local_server
 from flows.handoff import WARM_STATE, environment_key, read_warm_state, warm_enabled
-from tasks.core.files import write_text_atomic
+from tasks.core.files import exclusive_lock, write_text_atomic
 from tasks.core.processes import is_alive
 
 LOCK_NAME = "voicebatch-warm.lock"
@@ -57,15 +54,9 @@ def socket_path(folder: Path) -> Path:
     return private / f"warm-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]}.sock"
 
 
-@contextmanager
-def lock(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def lock(folder: Path):
+    """Held while the warm process of `folder` is started, replaced or stopped."""
+    return exclusive_lock(folder / LOCK_NAME)
 
 
 def ensure_warm(folder: Path) -> None:

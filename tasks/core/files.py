@@ -3,6 +3,7 @@ them, so that a later run can tell the leftovers of a killed process (removed) f
 process is still writing (kept)."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -117,3 +118,16 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created, with its folder, when missing) for the block, against
+    every process of this machine; the system lets it go if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
