@@ -42,6 +42,17 @@ def running_a_handed_off_command() -> None:
     _in_handed_off_command = True
 
 
+def _is_warm_process(pid: int | None) -> bool:
+    """Whether `pid` runs and, where /proc tells (Linux), is a warm process: a recorded pid the system has given
+    to another process since is neither reused nor stopped."""
+    if not is_alive(pid):
+        return False
+    try:
+        return b"flows.warm_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return not Path("/proc/self").exists()
+
+
 def socket_path(folder: Path) -> Path:
     """A short path (Unix socket paths are limited to ~100 bytes) in a folder only this user can enter: whoever
     connects runs commands as this user."""
@@ -67,7 +78,7 @@ def ensure_warm(folder: Path) -> None:
     key = environment_key(ENVIRONMENT_AT_START, os.getcwd())
     with lock(folder):
         state = read_warm_state(folder)
-        if state and is_alive(state.get("pid")):
+        if state and _is_warm_process(state.get("pid")):
             if state.get("key") == key:
                 return
             local_server.stop_process(state["pid"], grace=5)
@@ -86,7 +97,7 @@ def stop_warm(folder: Path) -> dict | None:
     """Stop the warm process and forget it; the state it had, or None when none was recorded."""
     with lock(folder):
         state = read_warm_state(folder)
-        if state and is_alive(state.get("pid")):
+        if state and _is_warm_process(state.get("pid")):
             local_server.stop_process(state["pid"], grace=5)
         (folder / WARM_STATE).unlink(missing_ok=True)
         return state
@@ -94,5 +105,5 @@ def stop_warm(folder: Path) -> dict | None:
 
 def warm_status(folder: Path) -> dict:
     state = read_warm_state(folder) or {}
-    alive = is_alive(state.get("pid"))
+    alive = _is_warm_process(state.get("pid"))
     return {"warm_pid": state.get("pid") if alive else None, "warm_ready": bool(alive and state.get("socket"))}
