@@ -49,6 +49,7 @@ class Delivery:
     milestones: dict[str, float] = field(default_factory=dict)  # name -> perf_counter when it was reached
     qa: QaOutcome | None = None  # QA's outcome, when the run checked its takes
     chapters_encoded: int = 0  # chapter encodes (MP3 and AAC) this run made; unchanged chapters are reused
+    joining: list[PrefectFuture] = field(default_factory=list)  # the book's M4B and MP3, still being joined
 
     @property
     def files(self) -> list[OutputFile]:
@@ -101,11 +102,13 @@ def _result(item: OutputFile | PrefectFuture) -> OutputFile:
 def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], rendered: list[PrefectFuture],
             cached: BatchResult, out: Path, db: Path, force: bool, max_mb: float,
             logger: logging.Logger | logging.LoggerAdapter,
-            settle: Callable[[], QaOutcome] | None = None) -> Delivery:
+            settle: Callable[[], QaOutcome] | None = None, join_meanwhile: bool = False) -> Delivery:
     """`rendered[i]` is the future of batch i's BatchResult; `cached` holds the takes reused from the cache.
     With `settle` (QA), every rendered take is normalised as soon as its batch lands, then `settle()` waits for
     QA's outcome (the kept takes: re-takes, cached takes); the chapters are mastered from the final jobs, and
-    the outcome is returned in the delivery."""
+    the outcome is returned in the delivery. With `join_meanwhile`, the book's M4B and MP3 are joined by the
+    flow's own task runner and returned unfinished (`Delivery.joining`), so that the run is recorded meanwhile
+    (under a remote runner they are joined here, where the files are)."""
     manifest = script.manifest
     target = manifest.loudness.resolve()
     takes_dir = out_folders.takes_dir(out)
@@ -222,6 +225,8 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         milestones["book_written"] = time.perf_counter()
         encoded += [_result(f) for f in mp3s]
         joins = []
+        meanwhile = join_meanwhile and not remote_task_runner()
+        join = (lambda task, params: task.submit(**params)) if meanwhile else pool.submit
         if complete and ffmpeg:
             # Each book is joined as soon as its own chapters are encoded (the MP3s are, while AAC still encodes).
             for kind, suffix, parts in (("book_mp3", ".mp3", mp3s), ("book_m4b", ".m4b", aacs)):
@@ -230,11 +235,13 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
                     encoded.append(_reused(kind, None, manifest.title, reusable[path]))
                     reused.add(path)
                 else:
-                    joins.append(pool.submit(steps.join_book, dict(
+                    joins.append(join(steps.join_book, dict(
                         ffmpeg=ffmpeg, parts=[_result(f) for f in parts], target=Path(path), title=manifest.title,
                         author=manifest.author, kind=kind, notes=takes_dir / "encoded")))
-        encoded += [f.result() for f in joins]
-        milestones["encoded"] = time.perf_counter()
+        if not meanwhile:
+            encoded += [f.result() for f in joins]
+            joins = []
+            milestones["encoded"] = time.perf_counter()
 
     for m in mastered.values():
         if not m.report.passed:
@@ -243,7 +250,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
     rows += _recorded_loudness(db, [c.path for c in chapters if c.path in reused])
     rows.sort(key=lambda r: r["chapter"])
     return Delivery(target, chapters, book, encoded, normalised, list(mastered.values()), rows, prints, reused,
-                    warnings, milestones, qa, encodes)
+                    warnings, milestones, qa, encodes, joins)
 
 
 def takes_to_read(script: Script, jobs: list[RenderJob], out: Path, db: Path) -> set[str]:

@@ -145,11 +145,12 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                 checks = quality.submit_checks(qa_plan, script, jobs, setup, futures, list(takes.values()), run_id,
                                                db, takes_dir, settings, take_limits(settings))
                 delivery = deliver(script, jobs, batches, futures, BatchResult(), out, db, force,
-                                   settings.max_output_mb, logger, settle=partial(quality.gather, checks))
+                                   settings.max_output_mb, logger, settle=partial(quality.gather, checks),
+                                   join_meanwhile=True)
             else:
                 # Normalisation, mastering and export run in their own pool while the render lane goes on.
                 delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db,
-                                   force, settings.max_output_mb, logger)
+                                   force, settings.max_output_mb, logger, join_meanwhile=True)
             landed = collect(futures)
             takes.update(landed.takes)
             checked = delivery.qa or quality.QaOutcome()
@@ -181,18 +182,30 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
     first = next(iter(setup.infos.values()))
     provenance.finish_run(db, run_id, dict(
         status=status, ended_at=now, takes_rendered=rendered, takes_reused=reused, audio_seconds=audio,
-        wall_seconds=wall, load_seconds=load_seconds if local else None, device=first.device, dtype=first.dtype,
+        wall_seconds=None if delivery.joining else wall,  # set once the book's joins are done (below)
+        load_seconds=load_seconds if local else None, device=first.device, dtype=first.dtype,
         error=f"{len(failed)} takes failed" if failed else None,
         engines=provenance.as_json({n: vars(i) for n, i in setup.infos.items()})), rows, outputs,
         extra={"take_levels": take_level_rows(run_id, delivery.normalised), "chapter_loudness": loudness,
                "qa_takes": checked.attempts,
                "run_workers": worker_rows(run_id, landed.results, delivery.normalised)})
+    # The review page (which shows no book file) is written while the book's M4B and MP3 are still joined.
+    review_page, review_missing = artifacts.write_and_link(db, run_id, title, logger) if review else (None, None)
+    if delivery.joining:
+        with failure_recorded(place, logger):
+            books = [future.result() for future in delivery.joining]
+        delivery.encoded += books
+        delivery.milestones["encoded"] = time.perf_counter()
+        book_rows = [run_record.output_row(run_id, o, cache.file_record(Path(o.path), o.sha256),
+                                           delivery.fingerprints.get(o.path), False, now) for o in books]
+        outputs += book_rows
+        wall = time.perf_counter() - started
+        provenance.finish_run(db, run_id, dict(wall_seconds=wall, ended_at=datetime.now()), [], book_rows)
     artifacts.publish(title, artifacts.summary_markdown(title, run_id, rows, outputs, wall, load_seconds),
                    artifacts.take_table(rows))
     if qa_plan:
         artifacts.publish(title, qa_report.markdown(title, run_id, checked.attempts),
                        qa_report.take_table(checked.attempts), kind="qa")
-    review_page, review_missing = artifacts.write_and_link(db, run_id, title, logger) if review else (None, None)
     return RunSummary(run_id=run_id, status=status, chapters=[c.path for c in delivery.chapters],
                       book=delivery.book.path if delivery.book else None, takes_rendered=rendered,
                       takes_reused=reused, failures=failed, chapters_written=len(delivery.mastered),

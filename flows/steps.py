@@ -34,9 +34,19 @@ from tasks.voices.reference_audio import ConversionSettings
 _plain = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
+_checked: dict[tuple[Path, Path], Script] = {}
+
+
+def checked_before_the_run(path: Path, voices_dir: Path, script: Script) -> None:
+    """The script the command has just read and checked, for its flow run's ingest to take once instead of
+    reading it again (half a second for a 9,000-line book); the run renders the manifest as it was checked."""
+    _checked[(Path(path).resolve(), Path(voices_dir).resolve())] = script
+
+
 @task(name="ingest", **_plain)
 def ingest_manifest(path: Path, voices_dir: Path) -> Script:
-    return ingest.ingest(path, voices_dir)
+    checked = _checked.pop((Path(path).resolve(), Path(voices_dir).resolve()), None)
+    return checked if checked is not None else ingest.ingest(path, voices_dir)
 
 
 @task(name="prepare voice", task_run_name="voice: {voice.id}", **_plain)

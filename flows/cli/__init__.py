@@ -104,8 +104,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows.runners import task_runner
 
     overrides = overrides_from_assignments(args.set)
+    checked = {}
     for manifest in args.manifests:
-        script = apply_overrides(ingest(manifest, settings.voices_dir), parse_overrides(overrides))
+        checked[manifest] = ingest(manifest, settings.voices_dir)
+        script = apply_overrides(checked[manifest], parse_overrides(overrides))
         check_pronunciations(script, args.engine, settings.engine)
         check_script(script, args.qa, settings)
     task_runner(args.runner, args.dask_address)  # a bad runner or address is refused before Prefect starts
@@ -121,7 +123,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows import local_server
     from flows.local_server import prefect_api
     from flows.render import render_manifest
+    from flows.steps import checked_before_the_run
     from flows.warm import ensure_warm
+
+    for manifest, script in checked.items():
+        checked_before_the_run(manifest, settings.voices_dir, script)
 
     runner = task_runner(args.runner, args.dask_address, args.dask_workers)
     flow = render_manifest.with_options(task_runner=runner) if runner else render_manifest
