@@ -78,6 +78,21 @@ def test_an_edit_re_encodes_only_its_chapter(runs):
     assert all("02-part-2" in r["path"] for r in written if r["kind"].startswith("chapter"))
 
 
+def test_the_books_joined_while_the_run_is_recorded_are_recorded_with_it(runs):
+    """The M4B and MP3 are joined while the run's rows and review page are written: their rows and the run's
+    wall time come after, and must be there."""
+    from tasks.core.files import sha256_file
+
+    _, _, (edited, _) = runs
+    books = rows(edited["database"], "SELECT kind, path, sha256 FROM outputs WHERE run_id = ? AND kind LIKE 'book_%'",
+                 [edited["run_id"]])
+    assert sorted(r["kind"] for r in books) == ["book_m4b", "book_mp3"]
+    assert all(sha256_file(Path(r["path"])) == r["sha256"] for r in books)
+    run = rows(edited["database"], "SELECT status, wall_seconds FROM runs WHERE run_id = ?", [edited["run_id"]])[0]
+    assert run["status"] == "completed" and run["wall_seconds"] == pytest.approx(edited["wall_seconds"])
+    assert Path(edited["review_page"]).is_file()
+
+
 def test_an_edit_normalises_only_the_take_it_rendered(runs):
     _, _, (edited, _) = runs
     levels = rows(edited["database"], "SELECT key, worker FROM take_levels WHERE run_id = ?", [edited["run_id"]])
