@@ -4,7 +4,8 @@ with Prefect imported and the small CPU engines loaded, instead of spending ~2.5
 else (no warm process, another checkout or Python, other Prefect settings, VOICEBATCH_WARM=0, other
 commands) runs in this process as before.
 
-Only the standard library is imported here: the point is to cost nothing before the handoff.
+Only the standard library and tasks/core/files are imported here: the point is to cost nothing before the
+handoff.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import socket
 import sys
 
 from flows.handoff import environment_key, prefect_home, read_warm_state, receive_message, send_message, warm_enabled
+from tasks.core.files import current_umask
 
 HANDED_OFF = ("render",)
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -42,10 +44,8 @@ def run_warm(argv: list[str], environ=os.environ) -> int | None:
     try:
         sock.settimeout(10)
         sock.connect(state["socket"])
-        umask = os.umask(0o022)
-        os.umask(umask)
-        send_message(sock, {"argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(environ), "umask": umask,
-                            "key": key}, [0, 1, 2])
+        send_message(sock, {"argv": argv, "argv0": sys.argv[0], "cwd": cwd, "env": dict(environ),
+                            "umask": current_umask(), "key": key}, [0, 1, 2])
         started, _ = receive_message(sock)
     except OSError:
         sock.close()

@@ -30,10 +30,14 @@ def make_temp_beside(target: Path, suffix: str = "") -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{target.name}{_owner_tag()}", suffix=f".tmp{suffix}", dir=target.parent)
 
 
-def _new_file_mode() -> int:
+def current_umask() -> int:
     umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _new_file_mode() -> int:
+    return 0o666 & ~current_umask()
 
 
 NEW_FILE_MODE = _new_file_mode()  # read once, at import, before any thread could create files meanwhile
