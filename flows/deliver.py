@@ -31,7 +31,7 @@ from tasks.script.ingest import Script
 from tasks.script.plan import RenderBatch, RenderJob
 from tasks.store.db import connect
 
-MASTERING_VERSION = "7"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
+MASTERING_VERSION = "8"  # bump when assembly or mastering changes the sound of a chapter (it is in fingerprints)
 
 
 @dataclass

@@ -11,7 +11,8 @@ from tasks.core.audio_format import SAMPLE_RATE
 FADE_SECONDS = 0.008  # long enough to hide a step at a join, short enough not to eat a consonant
 CHAPTER_GAP_SECONDS = 2.0  # silence between chapters in the whole-book file
 ROOM_TONE_CUTOFF_HZ = 1500.0  # a dull, even hiss: what a quiet room sounds like through a microphone
-ROOM_TONE_PIECE_SAMPLES = 1 << 20
+ROOM_TONE_LOOP_SAMPLES = 1 << 22  # 175 s at 24 kHz
+ROOM_TONE_WARMUP_SAMPLES = 256  # the low-pass forgets its start within a few dozen samples
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,16 @@ class Segment:
 
 def fade_edges(audio: np.ndarray, seconds: float = FADE_SECONDS, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Raised-cosine fade-in and fade-out so a take starts and ends at zero (no click at a join)."""
+    return _fade_in_place(audio.astype(np.float32, copy=True), seconds, rate)
+
+
+def _fade_in_place(audio: np.ndarray, seconds: float = FADE_SECONDS, rate: int = SAMPLE_RATE) -> np.ndarray:
     n = min(int(seconds * rate), len(audio) // 2)
-    if n == 0:
-        return audio.astype(np.float32, copy=True)
-    ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
-    out = audio.astype(np.float32, copy=True)
-    out[:n] *= ramp
-    out[-n:] *= ramp[::-1]
-    return out
+    if n:
+        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
+        audio[:n] *= ramp
+        audio[-n:] *= ramp[::-1]
+    return audio
 
 
 def gap_after(current: Segment, following: Segment, speaker_pause: float, chunk_pause: float) -> float:
@@ -44,16 +47,24 @@ def gap_after(current: Segment, following: Segment, speaker_pause: float, chunk_
 
 
 def assemble_chapter(segments: list[Segment], speaker_pause: float, chunk_pause: float,
-                     rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The chapter's audio: every take in order, faded at its edges, with the pauses between them."""
-    parts: list[np.ndarray] = []
+                     rate: int = SAMPLE_RATE, head: float = 0.0, tail: float = 0.0) -> np.ndarray:
+    """The chapter's audio: `head` seconds of silence, every take in order, faded at its edges, with the pauses
+    between them, and `tail` seconds. Written into one array made once (each copy of a chapter costs a few
+    tenths of a second)."""
+    starts, at = [], round(head * rate)
     for i, seg in enumerate(segments):
-        parts.append(fade_edges(seg.audio, rate=rate))
+        starts.append(at)
+        at += len(seg.audio)
         if i + 1 < len(segments):
-            parts.append(np.zeros(round(gap_after(seg, segments[i + 1], speaker_pause, chunk_pause) * rate), np.float32))
+            at += round(gap_after(seg, segments[i + 1], speaker_pause, chunk_pause) * rate)
         elif seg.pause_after:
-            parts.append(np.zeros(round(seg.pause_after * rate), np.float32))
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            at += round(seg.pause_after * rate)
+    audio = np.zeros(at + round(tail * rate), np.float32)
+    for start, seg in zip(starts, segments):
+        piece = audio[start:start + len(seg.audio)]
+        piece[:] = seg.audio
+        _fade_in_place(piece, rate=rate)
+    return audio
 
 
 def room_tone(samples: int, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -62,23 +73,29 @@ def room_tone(samples: int, level_dbfs: float, seed: int = 0, rate: int = SAMPLE
     return add_room_tone(np.zeros(max(samples, 0), np.float32), level_dbfs, seed, rate)
 
 
-def add_room_tone(audio: np.ndarray, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """room_tone() added to float32 `audio` in place (and returned), made in pieces: a chapter-long bed is
-    never held whole. White noise through a one-pole low-pass has the expected power (1 - pole) / (1 + pole)
-    per unit of white power, so it is scaled by that, made once (measuring it first cost a second pass: 0.7 s
-    a chapter); chance moves the level of a 5-second stretch by ~0.04 dB, of a chapter by ~0.003 dB."""
+def room_tone_loop(samples: int, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`samples` of white noise through a one-pole low-pass at the RMS level, made as one period of a loop:
+    filtered as if the same noise had come just before, so its end runs on into its start without a step."""
     from scipy.signal import lfilter
 
+    pole = float(np.exp(-2 * np.pi * ROOM_TONE_CUTOFF_HZ / rate))
+    a, b = np.float32([1, -pole]), np.float32([1 - pole])
+    white = np.random.default_rng(seed).standard_normal(samples, dtype=np.float32)
+    _, state = lfilter(b, a, white[-ROOM_TONE_WARMUP_SAMPLES:], zi=np.zeros(1, np.float32))
+    loop, _ = lfilter(b, a, white, zi=state)
+    rms = float(np.sqrt(np.mean(np.square(loop, dtype=np.float64))))
+    return (loop * np.float32(10 ** (level_dbfs / 20) / rms if rms > 0 else 0.0)).astype(np.float32)
+
+
+def add_room_tone(audio: np.ndarray, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Room tone added to float32 `audio` in place (and returned): one room_tone_loop of at most
+    ROOM_TONE_LOOP_SAMPLES laid end to end under it. Making noise for a whole chapter cost 1.2 s of a one-line
+    edit of a 24-minute chapter; a three-minute loop of hiss at -60 dBFS or under does not sound repeated."""
     if audio.size == 0:
         return audio
-    pole = float(np.exp(-2 * np.pi * ROOM_TONE_CUTOFF_HZ / rate))
-    scale = np.float32(10 ** (level_dbfs / 20) / np.sqrt((1 - pole) / (1 + pole)))
-    rng, state = np.random.default_rng(seed), np.zeros(1, np.float32)
-    for start in range(0, audio.size, ROOM_TONE_PIECE_SAMPLES):
-        white = rng.standard_normal(min(ROOM_TONE_PIECE_SAMPLES, audio.size - start), dtype=np.float32)
-        noise, state = lfilter(np.float32([1 - pole]), np.float32([1, -pole]), white, zi=state)
-        noise *= scale
-        audio[start:start + noise.size] += noise
+    loop = room_tone_loop(min(audio.size, ROOM_TONE_LOOP_SAMPLES), level_dbfs, seed, rate)
+    for start in range(0, audio.size, loop.size):
+        audio[start:start + loop.size] += loop[:audio.size - start]
     return audio
 
 

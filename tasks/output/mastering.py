@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tasks.audio.assemble import Segment, assemble_chapter, with_room_tone
+from tasks.audio.assemble import Segment, add_room_tone, assemble_chapter
 from tasks.audio.loudness import LoudnessReport, LoudnessTarget, normalise, on_target, report
 from tasks.audio.wav import from_pcm16, read_mono, to_pcm16, write_wav_atomic
 from tasks.core.audio_format import SAMPLE_RATE
@@ -90,10 +90,10 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
     for job in jobs:
         audio, _ = read_mono(Path(normalised[job.key]))
         segments.append(Segment(audio, job.speaker, job.line, job.pause_after))
-    audio = assemble_chapter(segments, speaker_pause, chunk_pause)
+    audio = assemble_chapter(segments, speaker_pause, chunk_pause, head=target.head_seconds, tail=target.tail_seconds)
     del segments  # the takes are in `audio` now: a long chapter need not be held twice
-    audio = with_room_tone(audio, target.room_tone_dbfs if target.room_tone else None,
-                           target.head_seconds, target.tail_seconds, seed=index)
+    if target.room_tone:  # one continuous bed under pauses and speech: the hiss never switches on and off
+        add_room_tone(audio, target.room_tone_dbfs, seed=index)
     check_size(path, audio.size, max_mb, title)
     # Measured on the very 16-bit samples that are written. A chapter of takes normalised in LUFS is already on
     # target with its peaks under the ceiling: then that one reading is the report and nothing is re-gained.
