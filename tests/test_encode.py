@@ -161,6 +161,9 @@ def test_an_encoded_files_true_peak_read_in_blocks_is_the_whole_files(encoded, m
     for path in (encoded["book_mp3"][0].path, encoded["book_m4b"][1].path, steady):
         whole = true_peak_dbtp(decode(path, 44_100), 44_100)
         assert encode.encoded_true_peak_dbtp(find_ffmpeg(), Path(path)) == pytest.approx(whole, abs=1e-6)
+        # Asked only whether it is above a level: exact above it, and never over it when under it.
+        assert encode.encoded_true_peak_dbtp(find_ffmpeg(), Path(path), whole - 0.5) == pytest.approx(whole, abs=1e-6)
+        assert encode.encoded_true_peak_dbtp(find_ffmpeg(), Path(path), whole + 0.01) <= whole + 1e-6
 
 
 def test_frame_runs_are_remembered_only_for_the_same_file(encoded, tmp_path):

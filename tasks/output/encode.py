@@ -95,22 +95,24 @@ def _run_ffmpeg(ffmpeg: str, args: list[str], target: Path, container: str) -> s
     return sha256_file(target)
 
 
-def encoded_true_peak_dbtp(ffmpeg: str, path: Path) -> float:
+def encoded_true_peak_dbtp(ffmpeg: str, path: Path, above_dbtp: float | None = None) -> float:
     """The true peak of an encoded file as a player decodes it, read in blocks (memory stays flat however
     long the file), each measured with its neighbours' samples around it: a block's edge neither hides an
-    inter-sample peak nor makes one up."""
+    inter-sample peak nor makes one up. With `above_dbtp`, only a peak above it is measured exactly; under it
+    the result is some value no higher than it (stretches that cannot reach it are not interpolated)."""
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
            "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"]
+    floor = 0.0 if above_dbtp is None else 10 ** (above_dbtp / 20)
     peak, carried, measured_from = 0.0, np.zeros(0, np.float32), 0
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         while block := proc.stdout.read(4 * PEAK_BLOCK_SAMPLES):
             audio = np.concatenate([carried, np.frombuffer(block[:len(block) // 4 * 4], dtype=np.float32)])
             # The last samples' points need the next block's samples: they are measured with it.
             upto = max(measured_from, audio.size - PEAK_BLOCK_OVERLAP)
-            peak = max(peak, true_peak_between(audio, DELIVERY_RATE, measured_from, upto, peak))
+            peak = max(peak, true_peak_between(audio, DELIVERY_RATE, measured_from, upto, max(peak, floor)))
             kept_from = max(0, upto - PEAK_BLOCK_OVERLAP)  # context for the points still to measure
             carried, measured_from = audio[kept_from:], upto - kept_from
-        peak = max(peak, true_peak_between(carried, DELIVERY_RATE, measured_from, carried.size, peak))
+        peak = max(peak, true_peak_between(carried, DELIVERY_RATE, measured_from, carried.size, max(peak, floor)))
         errors = proc.stderr.read().decode(errors="replace")
     if proc.returncode != 0:
         raise EncodeError(f"ffmpeg could not decode {path} to check its peaks: {errors[-800:]}")
@@ -126,7 +128,7 @@ def _encode_under_ceiling(ffmpeg: str, args: list[str], target: Path, container:
         return digest
     reduction = 0.0
     for attempt in range(PEAK_RETRIES + 1):
-        over = encoded_true_peak_dbtp(ffmpeg, target) - ceiling_dbtp
+        over = encoded_true_peak_dbtp(ffmpeg, target, above_dbtp=ceiling_dbtp) - ceiling_dbtp
         if over <= 0:
             break
         if attempt == PEAK_RETRIES:
