@@ -3,7 +3,7 @@ separate lines (so rendering is cheap and delivery is what is measured) at 4 and
 `voicebatch render` in its own process, then one line edited and rendered again, three times, each by the
 console script as a user's next command: it is handed to the warm process that the first render started
 beside the reused server (flows/warm.py). The median edit is reported: this VM's timings move by a few
-seconds. Prints wall time, peak RSS (the render process,
+seconds. Each timed run starts with the files of the runs before it on disk (os.sync). Prints wall time, peak RSS (the render process,
 or its largest child), seconds per book hour, the edit re-runs, the disk the outputs take and
 how many encodes were redone to bring a true peak under the ceiling.
 
@@ -51,7 +51,11 @@ def write_book(path: Path, hours: float, edit: int = 0) -> Path:
 def render(manifest: Path, out: Path, warm: bool = False) -> dict:
     """One `voicebatch render --json` process: its summary, wall time and peak RSS. With `warm`, the console
     script, which hands the render to the warm process when it is ready (the RSS is then the handing-off
-    process's alone, and not reported); else this tree's CLI in the process itself."""
+    process's alone, and not reported); else this tree's CLI in the process itself. The files written before
+    are flushed to disk first: a run that starts while the system still writes back the gigabytes of the run
+    before it (a first render of 12 hours writes 6.5 GB) waits on the disk, by seconds that vary from run to
+    run, which are not this run's own cost."""
+    os.sync()
     start = time.perf_counter()
     log = manifest.with_suffix(".log")
     command = [str(Path(sys.executable).parent / "voicebatch")] if warm else [sys.executable, "-c", CLI]
