@@ -71,6 +71,11 @@ def test_book_joined_from_encoded_chapters_has_marks_where_they_start(book, enco
     first = join_book(find_ffmpeg(), encoded[kind], target, "A Book: Its Title \\", "Ann Author", kind, tmp_path)
     joined = join_book(find_ffmpeg(), encoded[kind], target, "A Book: Its Title \\", "Ann Author", kind, tmp_path)
     assert joined.sha256 == first.sha256 and len(list(tmp_path.glob("*.frames.json"))) == len(encoded[kind])
+    # The M4B's frames without their headers are kept as files, laid by file copy: the same bytes as without.
+    plain = join_book(find_ffmpeg(), encoded[kind], tmp_path / f"plain{target.suffix}", "A Book: Its Title \\",
+                      "Ann Author", kind)
+    assert plain.sha256 == joined.sha256 == sha256_file(target)
+    assert len(list(tmp_path.glob("*.payload"))) == (len(encoded[kind]) if kind == "book_m4b" else 0)
     assert joined.kind == kind and joined.path == str(target)
     info = ffprobe(joined.path)
     assert info["streams"][0]["codec_name"] == codec and int(info["streams"][0]["sample_rate"]) == 44_100
@@ -184,6 +189,26 @@ def test_frame_runs_are_remembered_only_for_the_same_file(encoded, tmp_path):
         (tmp_path / "new").replace(moved)  # another chapter written where the first was, as encodes write
         assert remembered_frames(moved, notes)[0] == frame_run(second)
     assert len(list(notes.iterdir())) == 4
+
+
+def test_a_chapters_headerless_frames_are_made_again_when_its_file_is_another(encoded, tmp_path):
+    from tasks.output.frames import frames, payload_file
+
+    first, second = (Path(p.path) for p in encoded["book_m4b"][:2])
+    chapter, notes = tmp_path / "chapter.aac", tmp_path / "notes"
+    chapter.write_bytes(first.read_bytes())
+    made = payload_file(chapter, *frames(chapter), notes)
+    assert payload_file(chapter, *frames(chapter), notes) == made
+    (tmp_path / "new").write_bytes(second.read_bytes())
+    (tmp_path / "new").replace(chapter)  # another chapter written where the first was, as encodes write
+    remade = payload_file(chapter, *frames(chapter), notes)
+    assert remade != made and not made.exists() and list(notes.iterdir()) == [remade]
+    run, sizes = frames(second)
+    data, at, kept = second.read_bytes(), 0, []
+    for size in sizes.astype(int):
+        kept.append(data[at + run.header:at + size])
+        at += size
+    assert remade.read_bytes() == b"".join(kept)
 
 
 def test_a_chapter_file_that_is_not_codec_frames_is_refused_by_name(tmp_path):

@@ -4,7 +4,6 @@ chapter marks and title/author metadata. Without ffmpeg, no encode: the caller k
 get the rest."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -207,7 +206,6 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
                 *[arg for i, m in enumerate(marks) for arg in (f"-metadata:c:{i}", f"title={m.title}")],
                 *(["-id3v2_version", "3", "-write_xing", "0"] if kind == "book_mp3" else [])]
     header = _ffmpeg_header(ffmpeg, frames.first_frames(paths[0], found[0][0]), raw, container, marks, target, tag_args)
-    digest = hashlib.sha256()
     with atomic_write(target) as temp, open(temp, "wb") as out:
         if kind == "book_mp3":
             tag = frames.id3v2_size(header)
@@ -216,16 +214,16 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
             out.write(header[:tag])
             for path, (run, _) in zip(paths, found):
                 append_range(path, run.start, run.end, out)
-        else:  # the bytes pass through here anyway: hashed as they are written
-            head = mp4.book_head(header, [sizes.astype(np.int64) - run.header for run, sizes in found],
-                                 DELIVERY_RATE, frames.AAC_FRAME_SAMPLES)
-            out.write(head)
-            digest.update(head)
+        else:
+            out.write(mp4.book_head(header, [sizes.astype(np.int64) - run.header for run, sizes in found],
+                                    DELIVERY_RATE, frames.AAC_FRAME_SAMPLES))
             for path, (run, sizes) in zip(paths, found):
-                with open(path, "rb") as f:
-                    f.seek(run.start)
-                    for piece in mp4.frame_payloads(f.read(run.end - run.start), sizes, run.header):
-                        out.write(piece)
-                        digest.update(piece)
-    sha256 = sha256_file(target) if kind == "book_mp3" else digest.hexdigest()
-    return OutputFile(kind, None, title, str(target), sha256, marks[-1].end)
+                payload = frames.payload_file(path, run, sizes, notes) if notes else None
+                if payload:
+                    append_range(payload, 0, payload.stat().st_size, out)
+                else:
+                    with open(path, "rb") as f:
+                        f.seek(run.start)
+                        for piece in mp4.frame_payloads(f.read(run.end - run.start), sizes, run.header):
+                            out.write(piece)
+    return OutputFile(kind, None, title, str(target), sha256_file(target), marks[-1].end)
