@@ -3,6 +3,8 @@ levels, each run's chapter files and loudness, and the sweep grid points when a 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -74,12 +76,17 @@ def locate(recorded: str | None, output_dir: str | None) -> Path | None:
     from the current folder, else found under the run's (resolved) output folder by its trailing parts."""
     if not recorded:
         return None
-    path = Path(recorded)
-    if path.is_absolute() or path.is_file():
-        if not path.is_file():
-            return None
+    if os.path.isabs(recorded) or os.path.isfile(recorded):
         # A book has thousands of takes in a few folders: each folder is resolved once, a file only if a link.
-        return path.resolve() if path.is_symlink() else _resolved_folder(str(path.parent)) / path.name
+        try:
+            mode = os.lstat(recorded).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            return Path(recorded).resolve() if os.path.isfile(recorded) else None
+        folder, name = os.path.split(recorded)
+        return _resolved_folder(folder or ".") / name if stat.S_ISREG(mode) else None
+    path = Path(recorded)
     if output_dir:
         parts = path.parts
         for start in range(len(parts)):

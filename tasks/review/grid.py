@@ -123,13 +123,16 @@ def build_grids(takes: list[ReviewTake], run_order: list[str]) -> list[ChapterGr
     """Per chapter: its lines as rows and, as columns, the settings any of its lines was rendered under."""
     columns = build_columns(takes, run_order)
     varying = varying_keys(takes)
+    lines: dict[int, dict[tuple[int, int], list[ReviewTake]]] = {}  # chapter -> (line, chunk) -> its takes
+    for t in takes:
+        lines.setdefault(t.chapter, {}).setdefault((t.line, t.chunk), []).append(t)
     grids = []
-    for chapter in sorted({t.chapter for t in takes}):
-        in_chapter = [t for t in takes if t.chapter == chapter]
-        used = [key for key in columns if any(column_key(t, varying) == key for t in in_chapter)]
+    for chapter in sorted(lines):
+        keys_in_chapter = {column_key(t, varying) for line in lines[chapter].values() for t in line}
+        used = [key for key in columns if key in keys_in_chapter]
         rows = []
-        for position in sorted({(t.line, t.chunk) for t in in_chapter}):
-            line_takes = [t for t in in_chapter if (t.line, t.chunk) == position]
+        for position in sorted(lines[chapter]):
+            line_takes = lines[chapter][position]
             cells = tuple(tuple(t for t in line_takes if column_key(t, varying) == key) for key in used)
             rows.append(GridRow(chapter, position[0], position[1], cells))
         grids.append(ChapterGrid(chapter, tuple(columns[k] for k in used), tuple(rows)))

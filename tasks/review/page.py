@@ -49,12 +49,16 @@ def _href(path: Path, page_dir: Path) -> str:
     """A relative URL from the page to a file, each path segment percent-encoded."""
     from urllib.parse import quote
 
-    return "/".join(quote(part) for part in Path(_relative_folder(str(path.parent), str(page_dir)), path.name).parts)
+    return _relative_folder_url(str(path.parent), str(page_dir)) + quote(path.name)
 
 
 @lru_cache(maxsize=64)
-def _relative_folder(folder: str, page_dir: str) -> str:
-    return os.path.relpath(folder, page_dir)
+def _relative_folder_url(folder: str, page_dir: str) -> str:
+    """The URL of a folder relative to the page, with a trailing slash (empty for the page's own folder): a
+    book's thousands of takes lie in a few folders."""
+    from urllib.parse import quote
+
+    return "".join(quote(part) + "/" for part in Path(os.path.relpath(folder, page_dir)).parts if part != ".")
 
 
 def _params_text(params: dict[str, Any]) -> str:
