@@ -224,6 +224,6 @@ def join_book(ffmpeg: str, parts: list[OutputFile], target: Path, title: str, au
                 else:
                     with open(path, "rb") as f:
                         f.seek(run.start)
-                        for piece in mp4.frame_payloads(f.read(run.end - run.start), sizes, run.header):
+                        for piece in frames.frame_payloads(f.read(run.end - run.start), sizes, run.header):
                             out.write(piece)
     return OutputFile(kind, None, title, str(target), sha256_file(target), marks[-1].end)

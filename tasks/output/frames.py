@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ AAC_FRAME_SAMPLES = 1024
 MP3_FRAME_SAMPLES = 1152
 AAC_PRIMING = 1024  # samples ffmpeg's AAC encoder puts before the audio (its encoder delay)
 MP3_PRIMING = 576  # LAME's encoder delay (decoders remove their own 529-sample delay themselves)
+FRAMES_PER_PIECE = 4096  # ~1.5 MB of 128 kbps AAC
 _MP3_KBPS = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]  # MPEG-1 Layer III
 _MP3_RATES = [44_100, 48_000, 32_000]
 
@@ -130,8 +132,6 @@ def payload_file(path: Path, run: FrameRun, sizes: np.ndarray, notes: Path) -> P
     expected = int(sizes.astype(np.int64).sum()) - run.header * run.count
     if payload.is_file() and payload.stat().st_size == expected:
         return payload
-    from tasks.output.mp4 import frame_payloads
-
     with open(path, "rb") as f:
         f.seek(run.start)
         write_bytes_atomic(payload, b"".join(piece.tobytes() for piece in
@@ -164,3 +164,17 @@ def priming(path: Path) -> int:
 def encoded_samples(path: Path) -> int:
     """Samples the file's frames hold, priming and padding included."""
     return frame_run(path).count * frame_samples(path)
+
+
+def frame_payloads(data: bytes, sizes: np.ndarray, header: int) -> Iterator[np.ndarray]:
+    """The bytes of back-to-back frames of `sizes` bytes each (headers included), without their headers, in
+    pieces of about a megabyte: written a piece at a time, a 14-hour book's frames took 0.25 s, not 1.9 s as
+    one write per chapter."""
+    raw = np.frombuffer(data, np.uint8)
+    ends = np.cumsum(sizes, dtype=np.int64)
+    starts = ends - sizes
+    for first in range(0, sizes.size, FRAMES_PER_PIECE):
+        lo, hi = int(starts[first]), int(ends[min(first + FRAMES_PER_PIECE, sizes.size) - 1])
+        keep = np.ones(hi - lo, bool)
+        keep[((starts[first:first + FRAMES_PER_PIECE] - lo)[:, None] + np.arange(header)).ravel()] = False
+        yield raw[lo:hi][keep]
