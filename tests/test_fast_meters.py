@@ -115,3 +115,17 @@ def test_a_peak_reading_of_any_stretch_is_the_envelopes_maximum(rate):
     x = speechlike(6.0, seed=5, level=0.4)
     whole = float(true_peak_envelope(x, rate).max())
     assert true_peak_between(x, rate, 0, x.size, at_least=0.5 * whole) == whole  # a lower peak found elsewhere
+
+
+def test_the_true_peak_read_in_parts_is_the_wholes_to_the_bit(monkeypatch):
+    """The report reads a chapter's true peak as two halves in two threads: their maximum is the whole's."""
+    from tasks.audio import limiter
+    from tasks.audio.loudness import report
+
+    monkeypatch.setattr(limiter, "PEAK_PIECE_SAMPLES", 4096)  # many pieces per half, as in a chapter
+    x = speechlike(20.0, seed=6, level=0.4)
+    whole = float(true_peak_envelope(x, RATE).max())
+    for middle in (1, 4095, x.size // 2, x.size - 1):
+        parts = max(limiter.true_peak(x, RATE, 0, middle), limiter.true_peak(x, RATE, middle))
+        assert parts == limiter.true_peak(x, RATE) == whole
+    assert report(x, resolve_target("audiobook"), RATE).true_peak_dbtp == true_peak_dbtp(x, RATE)

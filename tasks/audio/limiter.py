@@ -149,19 +149,21 @@ def true_peak_between(audio: np.ndarray, rate: int, lo: int, hi: int, at_least: 
     return peak
 
 
-def true_peak(audio: np.ndarray, rate: int) -> float:
-    """Largest oversampled magnitude (0 for silence), read piece by piece, so a chapter is never interpolated
-    whole."""
+def true_peak(audio: np.ndarray, rate: int, lo: int = 0, hi: int | None = None) -> float:
+    """Largest oversampled magnitude (0 for silence) between samples lo and hi (default: all of it), read piece
+    by piece, so a chapter is never interpolated whole. The maximum of the readings of parts of a signal is the
+    reading of the whole, to the bit."""
     audio = np.asarray(audio)
+    hi = audio.size if hi is None else hi
     peak = 0.0
-    for start in range(0, audio.size, PEAK_PIECE_SAMPLES):
-        peak = max(peak, true_peak_between(audio, rate, start, min(audio.size, start + PEAK_PIECE_SAMPLES), peak))
+    for start in range(lo, hi, PEAK_PIECE_SAMPLES):
+        peak = max(peak, true_peak_between(audio, rate, start, min(hi, start + PEAK_PIECE_SAMPLES), peak))
     return peak
 
 
-def true_peak_dbtp(audio: np.ndarray, rate: int) -> float:
-    """Largest oversampled magnitude in dBTP (-inf for silence)."""
-    peak = true_peak(audio, rate)
+def true_peak_dbtp(audio: np.ndarray, rate: int, lo: int = 0, hi: int | None = None) -> float:
+    """Largest oversampled magnitude in dBTP (-inf for silence), of samples lo to hi as true_peak reads them."""
+    peak = true_peak(audio, rate, lo, hi)
     return 20 * math.log10(peak) if peak > 0 else float("-inf")
 
 

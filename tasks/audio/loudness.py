@@ -248,10 +248,13 @@ def on_target(measured: LoudnessReport, target: LoudnessTarget, within_db: float
 
 def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessReport:
     """Every meter of the report, each reading the audio piece by piece (a chapter is never copied whole). The
-    true peak, the slowest, is read in a second thread meanwhile (numpy and scipy let go of the GIL)."""
+    true peak, the slowest, is read meanwhile in two more threads, each over half of the audio (numpy and scipy
+    let go of the GIL): a 24-minute chapter's report took 0.97 s with one, as long as its true peak alone."""
     audio = np.asarray(audio)
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        true_peak = beside.submit(true_peak_dbtp, audio, rate)
+    middle = audio.size // 2
+    with ThreadPoolExecutor(max_workers=2) as beside:
+        halves = [beside.submit(true_peak_dbtp, audio, rate, 0, middle),
+                  beside.submit(true_peak_dbtp, audio, rate, middle)]
         if audio.size >= int(math.ceil(GATE_BLOCK_SECONDS * rate)) + 1 and np.any(audio):  # a chapter: K-weighted once
             integrated, lra = bs1770.integrated_and_range(audio, rate)
             lra = None if lra is None or not np.isfinite(lra) else lra
@@ -259,7 +262,7 @@ def report(audio: np.ndarray, target: LoudnessTarget, rate: int) -> LoudnessRepo
             integrated, lra = integrated_lufs(audio, rate), loudness_range(audio, rate)
         values = dict(integrated_lufs=integrated, rms_dbfs=rms_dbfs(audio), sample_peak_dbfs=sample_peak_dbfs(audio),
                       noise_floor_dbfs=noise_floor_dbfs(audio, rate))
-        values["true_peak_dbtp"] = true_peak.result()
+        values["true_peak_dbtp"] = max(half.result() for half in halves)
     problems = check(values, target) + length_problems(audio.size / rate, target)
     return LoudnessReport(loudness_range_lu=lra, passed=not problems, problems=tuple(problems),
                           **values)

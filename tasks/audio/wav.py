@@ -73,4 +73,4 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
 
 def from_pcm16(samples: np.ndarray) -> np.ndarray:
     """16-bit samples as the floats that reading them from a WAV gives (read_mono)."""
-    return samples.astype(np.float32) / np.float32(32768)
+    return np.multiply(samples, np.float32(1 / 32768), dtype=np.float32)  # one pass, no temporary (2**-15: exact)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -97,8 +98,12 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
     check_size(path, audio.size, max_mb, title)
     # Measured on the very 16-bit samples that are written. A chapter of takes normalised in LUFS is already on
     # target with its peaks under the ceiling: then that one reading is the report and nothing is re-gained.
+    # The file is written while it is measured (it almost always stands; else it is written again).
     samples = to_pcm16(audio)
-    measured = report(from_pcm16(samples), target, SAMPLE_RATE)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        written = beside.submit(write_wav_atomic, path, samples)
+        measured = report(from_pcm16(samples), target, SAMPLE_RATE)
+        digest = written.result()
     gain_db = 0.0
     if not on_target(measured, target, CHAPTER_LEVEL_TOLERANCE_DB):
         del samples  # only one whole-chapter copy beside the ones normalisation needs
@@ -107,7 +112,7 @@ def master_chapter(jobs: list[RenderJob], normalised: dict[str, str], path: Path
         samples, gain_db = to_pcm16(corrected), adj.gain_db
         del corrected
         measured = report(from_pcm16(samples), target, SAMPLE_RATE)
-    digest = write_wav_atomic(path, samples)
+        digest = write_wav_atomic(path, samples)
     output = OutputFile("chapter", index, title, str(path), digest, samples.size / SAMPLE_RATE)
     return MasteredChapter(output, measured, gain_db)
 
