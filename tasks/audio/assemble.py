@@ -89,8 +89,8 @@ def room_tone_loop(samples: int, level_dbfs: float, seed: int = 0, rate: int = S
 
 def add_room_tone(audio: np.ndarray, level_dbfs: float, seed: int = 0, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Room tone added to float32 `audio` in place (and returned): one room_tone_loop of at most
-    ROOM_TONE_LOOP_SAMPLES laid end to end under it. Making noise for a whole chapter cost 1.2 s of a one-line
-    edit of a 24-minute chapter; a three-minute loop of hiss at -60 dBFS or under does not sound repeated."""
+    ROOM_TONE_LOOP_SAMPLES laid end to end under it. Making noise for a whole 24-minute chapter cost ~1 s of
+    each one-line edit; repeated noise is recognised over periods of seconds, not of a three-minute loop."""
     if audio.size == 0:
         return audio
     loop = room_tone_loop(min(audio.size, ROOM_TONE_LOOP_SAMPLES), level_dbfs, seed, rate)
