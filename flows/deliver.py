@@ -102,13 +102,13 @@ def _result(item: OutputFile | PrefectFuture) -> OutputFile:
 def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], rendered: list[PrefectFuture],
             cached: BatchResult, out: Path, db: Path, force: bool, max_mb: float,
             logger: logging.Logger | logging.LoggerAdapter,
-            settle: Callable[[], QaOutcome] | None = None, join_meanwhile: bool = False) -> Delivery:
+            settle: Callable[[], QaOutcome] | None = None) -> Delivery:
     """`rendered[i]` is the future of batch i's BatchResult; `cached` holds the takes reused from the cache.
     With `settle` (QA), every rendered take is normalised as soon as its batch lands, then `settle()` waits for
     QA's outcome (the kept takes: re-takes, cached takes); the chapters are mastered from the final jobs, and
-    the outcome is returned in the delivery. With `join_meanwhile`, the book's M4B and MP3 are joined by the
-    flow's own task runner and returned unfinished (`Delivery.joining`), so that the run is recorded meanwhile
-    (under a remote runner they are joined here, where the files are)."""
+    the outcome is returned in the delivery. The book's M4B and MP3 are joined by the flow's own task runner
+    and returned unfinished (`Delivery.joining`), so that the run is recorded meanwhile (under a remote runner
+    they are joined here, where the files are)."""
     manifest = script.manifest
     target = manifest.loudness.resolve()
     takes_dir = out_folders.takes_dir(out)
@@ -225,7 +225,7 @@ def deliver(script: Script, jobs: list[RenderJob], batches: list[RenderBatch], r
         milestones["book_written"] = time.perf_counter()
         encoded += [_result(f) for f in mp3s]
         joins = []
-        meanwhile = join_meanwhile and not remote_task_runner()
+        meanwhile = not remote_task_runner()
         join = (lambda task, params: task.submit(**params)) if meanwhile else pool.submit
         if complete and ffmpeg:
             # Each book is joined as soon as its own chapters are encoded (the MP3s are, while AAC still encodes).

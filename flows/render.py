@@ -145,12 +145,11 @@ def render_manifest(manifest: str, engine: str | None = None, output_dir: str | 
                 checks = quality.submit_checks(qa_plan, script, jobs, setup, futures, list(takes.values()), run_id,
                                                db, takes_dir, settings, take_limits(settings))
                 delivery = deliver(script, jobs, batches, futures, BatchResult(), out, db, force,
-                                   settings.max_output_mb, logger, settle=partial(quality.gather, checks),
-                                   join_meanwhile=True)
+                                   settings.max_output_mb, logger, settle=partial(quality.gather, checks))
             else:
                 # Normalisation, mastering and export run in their own pool while the render lane goes on.
                 delivery = deliver(script, jobs, batches, futures, BatchResult(takes=list(takes.values())), out, db,
-                                   force, settings.max_output_mb, logger, join_meanwhile=True)
+                                   force, settings.max_output_mb, logger)
             landed = collect(futures)
             takes.update(landed.takes)
             checked = delivery.qa or quality.QaOutcome()

@@ -31,7 +31,7 @@ def test_chapter_length_is_takes_plus_gaps_and_joins_have_no_step():
 def test_fade_leaves_the_middle_alone():
     x = tone(0.2)
     n = int(FADE_SECONDS * RATE)
-    y = fade_edges(x)
+    y = fade_edges(x.copy())
     np.testing.assert_array_equal(y[n:-n], x[n:-n])
     assert abs(y[0]) < 1e-6 and abs(y[-1]) < 1e-6
 

@@ -25,11 +25,8 @@ class Segment:
 
 
 def fade_edges(audio: np.ndarray, seconds: float = FADE_SECONDS, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out so a take starts and ends at zero (no click at a join)."""
-    return _fade_in_place(audio.astype(np.float32, copy=True), seconds, rate)
-
-
-def _fade_in_place(audio: np.ndarray, seconds: float = FADE_SECONDS, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Raised-cosine fade-in and fade-out of float32 `audio`, in place (and returned), so a take starts and ends
+    at zero (no click at a join)."""
     n = min(int(seconds * rate), len(audio) // 2)
     if n:
         ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
@@ -63,7 +60,7 @@ def assemble_chapter(segments: list[Segment], speaker_pause: float, chunk_pause:
     for start, seg in zip(starts, segments):
         piece = audio[start:start + len(seg.audio)]
         piece[:] = seg.audio
-        _fade_in_place(piece, rate=rate)
+        fade_edges(piece, rate=rate)
     return audio
 
 

@@ -102,13 +102,20 @@ def frames(path: Path) -> tuple[FrameRun, np.ndarray]:
     return _adts_frames(path) if Path(path).suffix == ".aac" else (_mp3_run(path), np.zeros(0, np.uint16))
 
 
+def _noted(path: Path) -> tuple[str, list[int]]:
+    """What notes about a file are filed under (its resolved path, hashed) and what tells that it is still the
+    same file: its size, change time and inode."""
+    status = Path(path).stat()
+    return (hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest(),
+            [status.st_size, status.st_mtime_ns, status.st_ino])
+
+
 def remembered_frames(path: Path, notes: Path) -> tuple[FrameRun, np.ndarray]:
     """frames(), kept in a note in the folder `notes` for as long as the file is the same one (same size,
     change time and inode): a book is joined from its chapters again after every edit, and reading the frame
     headers of every unchanged chapter again cost ~0.35 s per hour of audio and codec."""
-    status = Path(path).stat()
-    identity = [status.st_size, status.st_mtime_ns, status.st_ino]
-    note = Path(notes) / f"{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()}.frames.json"
+    key, identity = _noted(path)
+    note = Path(notes) / f"{key}.frames.json"
     try:
         saved = json.loads(note.read_text())
         if saved["file"] == identity and saved.get("version") == 2:
@@ -126,9 +133,8 @@ def payload_file(path: Path, run: FrameRun, sizes: np.ndarray, notes: Path) -> P
     folder `notes`, made once for as long as `path` is the same file (same size, change time and inode): the
     book's M4B is then laid by the kernel's file copy, where taking the headers out of every chapter's frames
     after each edit cost seconds (a 14-hour book is 0.8 GB of them). A stale one of the same chapter goes."""
-    status = Path(path).stat()
-    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
-    payload = Path(notes) / f"{key}-{status.st_size}-{status.st_mtime_ns}-{status.st_ino}.payload"
+    key, identity = _noted(path)
+    payload = Path(notes) / f"{key}-{'-'.join(map(str, identity))}.payload"
     expected = int(sizes.astype(np.int64).sum()) - run.header * run.count
     if payload.is_file() and payload.stat().st_size == expected:
         return payload

@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tasks.audio.wav import OutputWriteError, mono_blocks
 from tasks.core.files import write_text_atomic
@@ -47,8 +48,6 @@ def _num(value: float | None, fmt: str, unit: str = "") -> str | None:
 
 def _href(path: Path, page_dir: Path) -> str:
     """A relative URL from the page to a file, each path segment percent-encoded."""
-    from urllib.parse import quote
-
     return _relative_folder_url(str(path.parent), str(page_dir)) + quote(path.name)
 
 
@@ -56,8 +55,6 @@ def _href(path: Path, page_dir: Path) -> str:
 def _relative_folder_url(folder: str, page_dir: str) -> str:
     """The URL of a folder relative to the page, with a trailing slash (empty for the page's own folder): a
     book's thousands of takes lie in a few folders."""
-    from urllib.parse import quote
-
     return "".join(quote(part) + "/" for part in Path(os.path.relpath(folder, page_dir)).parts if part != ".")
 
 
