@@ -117,6 +117,38 @@ def test_a_peak_reading_of_any_stretch_is_the_envelopes_maximum(rate):
     assert true_peak_between(x, rate, 0, x.size, at_least=0.5 * whole) == whole  # a lower peak found elsewhere
 
 
+@pytest.mark.parametrize("rate", [24_000, 44_100])
+def test_a_peak_reading_that_rules_out_points_one_by_one_keeps_the_peak(rate):
+    """With a floor just under the true peak, nearly every point is ruled out by its bound (the weights on the
+    two samples it lies between, and on the rest): the one that holds the peak never is, wherever it lies."""
+    from tasks.audio import limiter
+    from tasks.audio.limiter import true_peak_between
+
+    rng = np.random.default_rng(12)
+    for trial in range(200):
+        n = int(rng.integers(64, 3_000))
+        x = (rng.standard_normal(n) * 0.05).astype(np.float32)
+        at = int(rng.integers(0, n - 1))
+        x[at:at + 2] = rng.choice([-1, 1], 2) * rng.uniform(0.3, 0.9, 2)  # an inter-sample peak between them
+        if trial % 3 == 1:
+            x[at + 2:at + 6] = rng.choice([-1, 1], x[at + 2:at + 6].size) * 0.5  # and loud neighbours
+        elif trial % 3 == 2:  # loud samples of alternating sign around two quiet ones: the peak lies between those
+            around = np.r_[max(0, at - 8):at, at + 2:min(n, at + 10)]
+            x[around] = np.where(around % 2, 0.5, -0.5)
+            x[at:at + 2] = 0.0
+        whole = float(true_peak_envelope(x, rate).max())
+        assert true_peak_between(x, rate, 0, n, at_least=whole * 0.9999) == whole
+    # The worst case the bound allows: samples of the signs of the weights of the phase that sums the most, so
+    # that one point reaches the bound itself.
+    weights, _ = limiter._phase_weights(limiter.oversampling_factor(rate))
+    worst = np.sign(weights[np.abs(weights).sum(axis=1).argmax()])
+    x = np.zeros(500, np.float32)
+    x[200:200 + worst.size] = 0.3 * worst
+    whole = float(true_peak_envelope(x, rate).max())
+    assert whole > 0.3 * 2  # far above any sample: the far weights matter
+    assert true_peak_between(x, rate, 0, x.size, at_least=whole * 0.9999) == whole
+
+
 def test_the_true_peak_read_in_parts_is_the_wholes_to_the_bit(monkeypatch):
     """The report reads a chapter's true peak as two halves in two threads: their maximum is the whole's."""
     from tasks.audio import limiter

@@ -102,16 +102,21 @@ def encoded_true_peak_dbtp(ffmpeg: str, path: Path, above_dbtp: float | None = N
     cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1",
            "-ar", str(DELIVERY_RATE), "-f", "f32le", "-"]
     floor = 0.0 if above_dbtp is None else 10 ** (above_dbtp / 20)
-    peak, carried, measured_from = 0.0, np.zeros(0, np.float32), 0
+    # Each block is read into one array behind the samples carried over from the block before (at most twice
+    # PEAK_BLOCK_OVERLAP): no copy of a block to join them.
+    audio = np.empty(2 * PEAK_BLOCK_OVERLAP + PEAK_BLOCK_SAMPLES, np.float32)
+    into = memoryview(audio).cast("B")
+    peak, carried, measured_from = 0.0, 0, 0
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        while block := proc.stdout.read(4 * PEAK_BLOCK_SAMPLES):
-            audio = np.concatenate([carried, np.frombuffer(block[:len(block) // 4 * 4], dtype=np.float32)])
+        while read := proc.stdout.readinto(into[4 * carried:]):
+            size = carried + read // 4
             # The last samples' points need the next block's samples: they are measured with it.
-            upto = max(measured_from, audio.size - PEAK_BLOCK_OVERLAP)
-            peak = max(peak, true_peak_between(audio, DELIVERY_RATE, measured_from, upto, max(peak, floor)))
+            upto = max(measured_from, size - PEAK_BLOCK_OVERLAP)
+            peak = max(peak, true_peak_between(audio[:size], DELIVERY_RATE, measured_from, upto, max(peak, floor)))
             kept_from = max(0, upto - PEAK_BLOCK_OVERLAP)  # context for the points still to measure
-            carried, measured_from = audio[kept_from:], upto - kept_from
-        peak = max(peak, true_peak_between(carried, DELIVERY_RATE, measured_from, carried.size, max(peak, floor)))
+            carried, measured_from = size - kept_from, upto - kept_from
+            audio[:carried] = audio[kept_from:size]
+        peak = max(peak, true_peak_between(audio[:carried], DELIVERY_RATE, measured_from, carried, max(peak, floor)))
         errors = proc.stderr.read().decode(errors="replace")
     if proc.returncode != 0:
         raise EncodeError(f"ffmpeg could not decode {path} to check its peaks: {errors[-800:]}")
