@@ -3,6 +3,7 @@ this module, the small CPU engines are loaded, and then it serves commands until
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import select
@@ -85,6 +86,10 @@ def serve(folder: Path) -> tuple[dict, list[int], dict] | None:
     key = environment_key(ENVIRONMENT_AT_START, os.getcwd())
     started = time.perf_counter()
     _preload()
+    # What the imports made (~350,000 objects) is kept out of the garbage collector's passes: in a handed-off
+    # command every full pass walked them all, and wrote to each, so the system copied their pages from this
+    # process one by one. A 9,000-line manifest took 0.75 s to read in a command, 0.28 s after this.
+    gc.freeze()
     added = {name: value for name, value in os.environ.items() if name not in ENVIRONMENT_AT_START}
     path = warm.socket_path(folder)
     path.unlink(missing_ok=True)
