@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from engine.registry import engine_class
-from flows import steps
+from flows import heartbeats, steps
 from tasks.core import out_folders
 from tasks.core.errors import EngineError, UserInputError, VoicebatchError, VoiceError
 from tasks.core import stopping
@@ -35,6 +35,9 @@ from tasks.script.plan import RenderBatch
 from tasks.store import db as provenance
 from tasks.store import voice_records
 from tasks.voices import preparation as voice_prep
+
+
+heartbeats.end_runs_without_waiting()
 
 
 @dataclass(frozen=True)
