@@ -135,7 +135,8 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int 
 def render_killed_after(manifest: Path, out: Path, takes: int, *args: str, env: dict | None = None,
                         wait: float = 120) -> int:
     """`voicebatch render` in a child process, SIGKILLed (its whole process group) once `takes` take files exist
-    under `out`; how many exist after the kill."""
+    under `out`; how many exist after the kill. Rendered takes only (takes/<2>/<key>.wav, as take_path names
+    them): the normalised copies beside them (takes/normalised/...) are not takes a next run can reuse."""
     import signal
     import time
 
@@ -145,11 +146,11 @@ def render_killed_after(manifest: Path, out: Path, takes: int, *args: str, env: 
     child = subprocess.Popen([str(exe), "render", str(manifest), *args, "--out", str(out)], env=cli_env(env),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and len(list(takes_dir(out).rglob("*.wav"))) < takes:
+    while time.monotonic() < deadline and len(list(takes_dir(out).glob("*/*.wav"))) < takes:
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    return len(list(takes_dir(out).rglob("*.wav")))
+    return len(list(takes_dir(out).glob("*/*.wav")))
 
 
 def cli_env(extra: dict | None = None) -> dict:
