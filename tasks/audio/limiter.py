@@ -169,11 +169,11 @@ def _bounds(factor: int) -> tuple[np.float32, np.float32, np.float32]:
     """The largest sums, over the phases, of the absolute weights: on all samples, on the two samples a point
     lies between, and on all the others; each a little larger than it is, because the float32 sums that test
     against them, and the interpolated points themselves, are rounded."""
-    weights, _ = _phase_weights(factor)
+    weights, gain_bound = _phase_weights(factor)
     size = np.abs(weights.astype(np.float64))
     near = size[:, REACH:REACH + 2].sum(axis=1)
     return tuple(np.float32(bound * (1 + 1e-4)) for bound in
-                 (size.sum(axis=1).max(), near.max(), (size.sum(axis=1) - near).max()))
+                 (gain_bound, near.max(), (size.sum(axis=1) - near).max()))
 
 
 def _window_max(size: np.ndarray, width: int, count: int) -> np.ndarray:
